@@ -1,0 +1,80 @@
+// mmalign/backend/cpu/activation.hpp — pointwise nonlinearities, forward and backward.
+//
+//   relu(x)       = max(x, 0)
+//   gelu(x)       = x·Φ(x) = ½x(1 + erf(x/√2))                          (HF "gelu")
+//   gelu_tanh(x)  = ½x(1 + tanh(√(2/π)(x + 0.044715x³)))                 (HF "gelu_new")
+//   quick_gelu(x) = x·σ(1.702x)                                          (CLIP, HF "quick_gelu")
+// Backward takes the pre-activation x and returns d_x = d_y · f'(x) (assigned, not added).
+#pragma once
+
+#include <cmath>
+#include <numbers>
+
+#include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/core/ops.hpp"
+
+namespace mmalign::cpu {
+
+template <class T>
+inline T activate(Activation a, T x) {
+    switch (a) {
+        case Activation::none: return x;
+        case Activation::relu: return x > T(0) ? x : T(0);
+        case Activation::gelu: return T(0.5) * x * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
+        case Activation::gelu_tanh: {
+            const T c = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);  // √(2/π)
+            return T(0.5) * x * (T(1) + std::tanh(c * (x + T(0.044715) * x * x * x)));
+        }
+        case Activation::quick_gelu: return x / (T(1) + std::exp(T(-1.702) * x));
+    }
+    return x;
+}
+
+template <class T>
+inline T activate_derivative(Activation a, T x) {
+    switch (a) {
+        case Activation::none: return T(1);
+        case Activation::relu: return x > T(0) ? T(1) : T(0);
+        case Activation::gelu: {
+            const T cdf = T(0.5) * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
+            const T pdf = std::exp(T(-0.5) * x * x) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+            return cdf + x * pdf;
+        }
+        case Activation::gelu_tanh: {
+            const T c = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);
+            const T t = std::tanh(c * (x + T(0.044715) * x * x * x));
+            return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * c * (T(1) + T(3 * 0.044715) * x * x);
+        }
+        case Activation::quick_gelu: {
+            const T s = T(1) / (T(1) + std::exp(T(-1.702) * x));
+            return s + T(1.702) * x * s * (T(1) - s);
+        }
+    }
+    return T(1);
+}
+
+/// y[i] = f(x[i]); y may alias x.
+template <class T>
+void activation_forward(int threads, Activation a, const T* x, T* y, index_t n) {
+    if (a == Activation::none) {
+        if (x != y) std::copy(x, x + n, y);
+        return;
+    }
+    constexpr index_t chunk = 4096;
+    parallel_for(threads, (n + chunk - 1) / chunk, chunk * 8, [&](index_t c) {
+        const index_t end = std::min(n, (c + 1) * chunk);
+        for (index_t i = c * chunk; i < end; ++i) y[i] = activate(a, x[i]);
+    });
+}
+
+/// d_x[i] = d_y[i] · f'(x[i]); d_x may alias d_y.
+template <class T>
+void activation_backward(int threads, Activation a, const T* x, const T* d_y, T* d_x, index_t n) {
+    constexpr index_t chunk = 4096;
+    parallel_for(threads, (n + chunk - 1) / chunk, chunk * 8, [&](index_t c) {
+        const index_t end = std::min(n, (c + 1) * chunk);
+        for (index_t i = c * chunk; i < end; ++i) d_x[i] = d_y[i] * activate_derivative(a, x[i]);
+    });
+}
+
+}  // namespace mmalign::cpu

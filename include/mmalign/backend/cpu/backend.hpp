@@ -1,0 +1,224 @@
+// mmalign/backend/cpu/backend.hpp — CpuBackend<T>: the op set of core/backend.hpp on Eigen.
+//
+// The backend is an object passed to every module call (`be`). It holds what the ops need at run
+// time — the thread count, the gemm library choice, a scratch arena — while modules hold only
+// weights. T is the arithmetic type: float for models, double for gradient checks.
+// Views are row-major; every op checks the shapes it is given and throws ShapeError otherwise.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mmalign/backend/cpu/activation.hpp"
+#include "mmalign/backend/cpu/arena.hpp"
+#include "mmalign/backend/cpu/cross_entropy.hpp"
+#include "mmalign/backend/cpu/embedding.hpp"
+#include "mmalign/backend/cpu/gemm.hpp"
+#include "mmalign/backend/cpu/l2_normalize.hpp"
+#include "mmalign/backend/cpu/layer_norm.hpp"
+#include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/backend/cpu/reduce.hpp"
+#include "mmalign/backend/cpu/softmax.hpp"
+#include "mmalign/core/backend.hpp"
+#include "mmalign/core/ops.hpp"
+#include "mmalign/core/tensor.hpp"
+
+namespace mmalign {
+
+template <class T = float>
+class CpuBackend {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "CpuBackend computes in float or double; other element types need a conversion first.");
+
+public:
+    using Scalar = T;
+    using Scope = typename cpu::ScratchArena<T>::Scope;
+    using CrossEntropyResult = cpu::CrossEntropyResult<T>;
+
+    struct Options {
+        int threads = 0;  // 0: all OpenMP threads (OMP_NUM_THREADS or the core count)
+        cpu::GemmImpl gemm = cpu::blas_available ? cpu::GemmImpl::blas : cpu::GemmImpl::eigen;
+    };
+
+    CpuBackend() : CpuBackend(Options{}) {}
+    explicit CpuBackend(Options o) : gemm_impl_(o.gemm) { set_threads(o.threads); }
+
+    int threads() const { return threads_; }
+    void set_threads(int n) {
+        if (n < 0) throw ArgumentError("CpuBackend: thread count must be >= 0, found " + std::to_string(n));
+        threads_ = n == 0 ? cpu::hardware_threads() : n;
+    }
+    cpu::GemmImpl gemm_impl() const { return gemm_impl_; }
+    void set_gemm_impl(cpu::GemmImpl g) { gemm_impl_ = g; }
+
+    /// Temporaries for one call: `auto sc = be.scope(); auto t = sc.tensor({B, T, D});`
+    Scope scope() { return Scope(arena_); }
+    const cpu::ScratchArena<T>& arena() const { return arena_; }
+
+    // ---- products -------------------------------------------------------------------------
+    void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+              index_t ldb, T beta, T* c, index_t ldc) {
+        cpu::gemm<T>(gemm_impl_, threads_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+    void gemm_strided_batched(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                              index_t stride_a, const T* b, index_t ldb, index_t stride_b, T beta, T* c, index_t ldc,
+                              index_t stride_c, index_t batch) {
+        cpu::gemm_strided_batched<T>(threads_, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+                                     ldc, stride_c, batch);
+    }
+
+    /// y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]) — torch.nn.Linear's layout, with the bias and
+    /// activation applied in one pass over y. `pre` (nullable, [M, N]) receives the value before
+    /// the activation, which the activation's backward needs. `bias` may be null.
+    void linear_forward(ConstView<T> x, ConstView<T> w, const T* bias, Activation act, TensorView<T> y, T* pre) {
+        const index_t K = w.dim(1), N = w.dim(0), M = x.numel() / K;
+        if (x.shape().cols() != K || y.numel() != M * N || y.shape().cols() != N)
+            throw ShapeError("linear: input " + x.shape().str() + " and output " + y.shape().str() +
+                             " do not fit weight " + w.shape().str());
+        gemm(Trans::N, Trans::T, M, N, K, T(1), x.data(), K, w.data(), K, T(0), y.data(), N);
+        if (!bias && act == Activation::none) return;
+        T* yd = y.data();
+        cpu::parallel_for(threads_, M, N * 4, [&](index_t r) {
+            T* yr = yd + r * N;
+            for (index_t c = 0; c < N; ++c) {
+                T v = bias ? yr[c] + bias[c] : yr[c];
+                if (pre) pre[r * N + c] = v;
+                yr[c] = cpu::activate(act, v);
+            }
+        });
+    }
+
+    // ---- normalisation ----------------------------------------------------------------------
+    /// mean, rstd: [rows] or null (inference).
+    void layer_norm_forward(ConstView<T> x, ConstView<T> w, ConstView<T> b, double eps, TensorView<T> y, T* mean,
+                            T* rstd) {
+        const index_t C = w.numel();
+        check_rows(x, C, "layer_norm input");
+        check_same(x, y, "layer_norm output");
+        cpu::layer_norm_forward<T>(threads_, x.data(), w.data(), b.data(), y.data(), mean, rstd, x.shape().rows(), C,
+                                   eps);
+    }
+    /// d_x (assigned) may be empty; d_w, d_b (accumulated) may be null.
+    void layer_norm_backward(ConstView<T> d_y, ConstView<T> x, ConstView<T> w, const T* mean, const T* rstd,
+                             TensorView<T> d_x, T* d_w, T* d_b) {
+        const index_t C = w.numel();
+        check_same(x, d_y, "layer_norm d_y");
+        if (!d_x.empty()) check_same(x, d_x, "layer_norm d_x");
+        cpu::layer_norm_backward<T>(threads_, d_y.data(), x.data(), w.data(), mean, rstd,
+                                    d_x.empty() ? nullptr : d_x.data(), d_w, d_b, x.shape().rows(), C, scratch_);
+    }
+
+    // ---- attention softmax --------------------------------------------------------------------
+    /// scores [B, H, Tq, Tk] → probabilities, in place.
+    void attention_softmax_forward(TensorView<T> scores, T scale, const AttentionMask<T>& mask) {
+        if (scores.rank() != 4) throw ShapeError("attention_softmax: expected [B, H, Tq, Tk], found " + scores.shape().str());
+        cpu::attention_softmax_forward<T>(threads_, scores.data(), scores.dim(0), scores.dim(1), scores.dim(2),
+                                          scores.dim(3), scale, mask);
+    }
+    /// d holds d_probs on entry and d_scores (including `scale`) on return.
+    void attention_softmax_backward(ConstView<T> probs, TensorView<T> d, T scale) {
+        check_same(probs, d, "attention_softmax d_probs");
+        cpu::attention_softmax_backward<T>(threads_, probs.data(), d.data(), probs.shape().rows(), probs.shape().cols(),
+                                           scale);
+    }
+    void softmax(ConstView<T> x, TensorView<T> y) {
+        check_same(x, y, "softmax output");
+        cpu::softmax_rows<T>(threads_, x.data(), y.data(), x.shape().rows(), x.shape().cols());
+    }
+
+    // ---- pointwise ----------------------------------------------------------------------------
+    void activation_forward(Activation a, ConstView<T> x, TensorView<T> y) {
+        check_same(x, y, "activation output");
+        cpu::activation_forward<T>(threads_, a, x.data(), y.data(), x.numel());
+    }
+    /// d_x = d_y · f'(x), assigned.
+    void activation_backward(Activation a, ConstView<T> x, ConstView<T> d_y, TensorView<T> d_x) {
+        check_same(x, d_y, "activation d_y");
+        check_same(x, d_x, "activation d_x");
+        cpu::activation_backward<T>(threads_, a, x.data(), d_y.data(), d_x.data(), x.numel());
+    }
+    void add(ConstView<T> a, ConstView<T> b, TensorView<T> y) {
+        check_same(a, b, "add operand");
+        check_same(a, y, "add output");
+        cpu::add<T>(threads_, a.data(), b.data(), y.data(), a.numel());
+    }
+    /// y += alpha · x
+    void axpy(T alpha, ConstView<T> x, TensorView<T> y) {
+        check_same(x, y, "axpy");
+        cpu::axpy<T>(threads_, alpha, x.data(), y.data(), x.numel());
+    }
+    void scale(T alpha, TensorView<T> x) { cpu::scale<T>(threads_, alpha, x.data(), x.numel()); }
+    void copy(ConstView<T> src, TensorView<T> dst) { mmalign::copy<T>(src, dst); }
+    void fill(TensorView<T> x, T v) { std::fill(x.begin(), x.end(), v); }
+
+    // ---- embeddings ---------------------------------------------------------------------------
+    /// out[n, :] = table[ids[n], :]; throws ArgumentError naming an id outside the table.
+    void embedding_forward(const std::int32_t* ids, index_t n, ConstView<T> table, TensorView<T> out) {
+        if (out.numel() != n * table.dim(1))
+            throw ShapeError("embedding output: expected " + std::to_string(n) + " rows of " +
+                             std::to_string(table.dim(1)) + ", found " + out.shape().str());
+        cpu::embedding_forward<T>(threads_, ids, n, table.data(), table.dim(0), table.dim(1), out.data());
+    }
+    /// d_table[ids[n], :] += d_out[n, :]
+    void embedding_backward(const std::int32_t* ids, index_t n, ConstView<T> d_out, TensorView<T> d_table) {
+        if (d_out.numel() != n * d_table.dim(1))
+            throw ShapeError("embedding d_out: expected " + std::to_string(n) + " rows of " +
+                             std::to_string(d_table.dim(1)) + ", found " + d_out.shape().str());
+        cpu::embedding_backward<T>(threads_, ids, n, d_out.data(), d_table.dim(1), d_table.data());
+    }
+
+    // ---- losses and normalised embeddings -----------------------------------------------------
+    /// logits [N, C]; lse [N] receives log Σ exp per row for the backward.
+    CrossEntropyResult cross_entropy_forward(ConstView<T> logits, const std::int32_t* targets, std::int32_t ignore_index,
+                                             T label_smoothing, T* lse) {
+        return cpu::cross_entropy_forward<T>(threads_, logits.data(), targets, logits.shape().rows(),
+                                             logits.shape().cols(), ignore_index, label_smoothing, lse);
+    }
+    void cross_entropy_backward(ConstView<T> logits, const std::int32_t* targets, const T* lse, std::int32_t ignore_index,
+                                T label_smoothing, index_t count, T d_loss, TensorView<T> d_logits) {
+        check_same(logits, d_logits, "cross_entropy d_logits");
+        cpu::cross_entropy_backward<T>(threads_, logits.data(), targets, lse, logits.shape().rows(),
+                                       logits.shape().cols(), ignore_index, label_smoothing, count, d_loss,
+                                       d_logits.data());
+    }
+    /// y = x / max(‖x‖, eps) per row; norm [rows] (nullable) is kept for the backward.
+    void l2_normalize_forward(ConstView<T> x, TensorView<T> y, T* norm, T eps = T(0)) {
+        check_same(x, y, "l2_normalize output");
+        cpu::l2_normalize_forward<T>(threads_, x.data(), y.data(), norm, x.shape().rows(), x.shape().cols(), eps);
+    }
+    void l2_normalize_backward(ConstView<T> d_y, ConstView<T> y, const T* norm, TensorView<T> d_x) {
+        check_same(y, d_y, "l2_normalize d_y");
+        check_same(y, d_x, "l2_normalize d_x");
+        cpu::l2_normalize_backward<T>(threads_, d_y.data(), y.data(), norm, d_x.data(), y.shape().rows(),
+                                      y.shape().cols());
+    }
+
+    // ---- reductions ---------------------------------------------------------------------------
+    /// out[c] += Σ_r x[r, c]
+    void sum_rows_accumulate(ConstView<T> x, T* out) {
+        cpu::sum_rows_accumulate<T>(threads_, x.data(), x.shape().rows(), x.shape().cols(), out, scratch_);
+    }
+    T sum(ConstView<T> x) { return cpu::sum<T>(x.data(), x.numel()); }
+    T mean(ConstView<T> x) { return x.numel() ? sum(x) / static_cast<T>(x.numel()) : T(0); }
+
+private:
+    static void check_same(ConstView<T> a, ConstView<T> b, const char* what) {
+        if (!(a.shape() == b.shape())) throw ShapeError(std::string(what) + ": expected " + a.shape().str() + ", found " + b.shape().str());
+    }
+    static void check_rows(ConstView<T> x, index_t cols, const char* what) {
+        if (x.shape().cols() != cols)
+            throw ShapeError(std::string(what) + ": expected last extent " + std::to_string(cols) + ", found " +
+                             x.shape().str());
+    }
+
+    int threads_ = 1;
+    cpu::GemmImpl gemm_impl_;
+    cpu::ScratchArena<T> arena_;
+    std::vector<T> scratch_;
+};
+
+static_assert(Backend<CpuBackend<float>>, "CpuBackend<float> must provide the whole op set.");
+static_assert(Backend<CpuBackend<double>>, "CpuBackend<double> must provide the whole op set.");
+
+}  // namespace mmalign

@@ -1,0 +1,131 @@
+// mmalign/backend/cpu/gemm.hpp — general matrix products on row-major memory.
+//
+//   C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C        op(X) = X or Xᵀ
+//
+// Row-major operands are Eigen::Map'ed with an outer stride (the leading dimension), so any
+// sub-matrix of a larger tensor — one head's columns of [B, T, D], say — is a valid operand.
+// With MMALIGN_USE_BLAS the single products can go to cblas_?gemm instead (GemmImpl::blas);
+// strided batches always run one Eigen product per thread, since the small per-head products of
+// attention gain more from batch parallelism than from a threaded BLAS call each.
+#pragma once
+
+#include <Eigen/Core>
+
+#include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/core/error.hpp"
+#include "mmalign/core/ops.hpp"
+
+#if defined(MMALIGN_USE_BLAS)
+#include <cblas.h>
+#endif
+
+namespace mmalign::cpu {
+
+/// Which library multiplies the single (non-batched) products.
+enum class GemmImpl { eigen, blas };
+
+inline constexpr bool blas_available =
+#if defined(MMALIGN_USE_BLAS)
+    true;
+#else
+    false;
+#endif
+
+template <class T>
+using RowMajorMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstMatMap = Eigen::Map<const RowMajorMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using MatMap = Eigen::Map<RowMajorMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+namespace detail {
+
+template <class T, class OpA, class OpB>
+void eigen_update(MatMap<T>& c, const OpA& a, const OpB& b, T alpha, T beta) {
+    if (beta == T(0))
+        c.noalias() = alpha * (a * b);
+    else {
+        if (beta != T(1)) c *= beta;
+        c.noalias() += alpha * (a * b);
+    }
+}
+
+template <class T>
+void eigen_gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+    // Stored shapes: A is [m, k] (N) or [k, m] (T); B is [k, n] (N) or [n, k] (T).
+    ConstMatMap<T> am(a, ta == Trans::N ? m : k, ta == Trans::N ? k : m, Eigen::OuterStride<>(lda));
+    ConstMatMap<T> bm(b, tb == Trans::N ? k : n, tb == Trans::N ? n : k, Eigen::OuterStride<>(ldb));
+    MatMap<T> cm(c, m, n, Eigen::OuterStride<>(ldc));
+    if (ta == Trans::N && tb == Trans::N) eigen_update<T>(cm, am, bm, alpha, beta);
+    else if (ta == Trans::N) eigen_update<T>(cm, am, bm.transpose(), alpha, beta);
+    else if (tb == Trans::N) eigen_update<T>(cm, am.transpose(), bm, alpha, beta);
+    else eigen_update<T>(cm, am.transpose(), bm.transpose(), alpha, beta);
+}
+
+#if defined(MMALIGN_USE_BLAS)
+inline CBLAS_TRANSPOSE cblas_trans(Trans t) { return t == Trans::N ? CblasNoTrans : CblasTrans; }
+
+template <class T>
+void blas_gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+               const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+    const auto i = [](index_t v) { return static_cast<blasint>(v); };
+    if constexpr (std::is_same_v<T, float>)
+        cblas_sgemm(CblasRowMajor, cblas_trans(ta), cblas_trans(tb), i(m), i(n), i(k), alpha, a, i(lda), b,
+                    i(ldb), beta, c, i(ldc));
+    else
+        cblas_dgemm(CblasRowMajor, cblas_trans(ta), cblas_trans(tb), i(m), i(n), i(k), alpha, a, i(lda), b,
+                    i(ldb), beta, c, i(ldc));
+}
+#endif
+
+inline void check_gemm_args(Trans ta, Trans tb, index_t m, index_t n, index_t k, index_t lda, index_t ldb,
+                            index_t ldc) {
+    const index_t a_cols = ta == Trans::N ? k : m, b_cols = tb == Trans::N ? n : k;
+    if (m < 0 || n < 0 || k < 0 || lda < a_cols || ldb < b_cols || ldc < n)
+        throw ArgumentError("gemm: invalid sizes m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                            " k=" + std::to_string(k) + " lda=" + std::to_string(lda) +
+                            " ldb=" + std::to_string(ldb) + " ldc=" + std::to_string(ldc));
+}
+
+}  // namespace detail
+
+/// One product. `threads` is the team Eigen (or OpenBLAS) may use for it.
+template <class T>
+void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
+          index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+    detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
+    if (m == 0 || n == 0) return;
+#if defined(MMALIGN_USE_BLAS)
+    if (impl == GemmImpl::blas) {
+        openblas_set_num_threads(threads);
+        detail::blas_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#else
+    if (impl == GemmImpl::blas)
+        throw ArgumentError("gemm: GemmImpl::blas requested but mmalign was built without MMALIGN_USE_BLAS");
+#endif
+    Eigen::setNbThreads(threads);
+    detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// `batch` independent products; operand i starts at a + i·stride_a (likewise b, c).
+template <class T>
+void gemm_strided_batched(int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
+                          index_t lda, index_t stride_a, const T* b, index_t ldb, index_t stride_b, T beta, T* c,
+                          index_t ldc, index_t stride_c, index_t batch) {
+    detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
+    if (m == 0 || n == 0) return;
+    if (batch == 1) {
+        Eigen::setNbThreads(threads);
+        detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    parallel_for(threads, batch, 2 * m * n * k, [&](index_t i) {
+        detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+                              c + i * stride_c, ldc);
+    });
+}
+
+}  // namespace mmalign::cpu

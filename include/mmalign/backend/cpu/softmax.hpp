@@ -1,0 +1,74 @@
+// mmalign/backend/cpu/softmax.hpp — masked, scaled softmax over attention scores.
+//
+//   forward:  P[b,h,i,:] = softmax(scale · S[b,h,i,:] + A[b,i,:])  over the keys visible to query i
+//   backward: d_S = scale · P ⊙ (d_P − Σ_j d_P·P)                    (softmax Jacobian, then the scale)
+// Both work in place on the [B, H, Tq, Tk] score buffer. Masks: core/ops.hpp AttentionMask.
+#pragma once
+
+#include <cmath>
+#include <limits>
+
+#include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/core/ops.hpp"
+
+namespace mmalign::cpu {
+
+template <class T>
+void attention_softmax_forward(int threads, T* s, index_t B, index_t H, index_t Tq, index_t Tk, T scale,
+                               const AttentionMask<T>& mask) {
+    const index_t add_stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
+    parallel_for(threads, B * H * Tq, Tk * 8, [&](index_t row) {
+        const index_t b = row / (H * Tq), i = row % Tq;
+        T* sr = s + row * Tk;
+        const std::int32_t* keep = mask.key_keep ? mask.key_keep + b * Tk : nullptr;
+        const T* add = mask.additive ? mask.additive + b * add_stride + i * Tk : nullptr;
+        index_t visible_end = Tk;  // causal: keys past i + offset are hidden
+        if (mask.causal) visible_end = std::clamp<index_t>(i + mask.causal_offset + 1, 0, Tk);
+        T mx = -std::numeric_limits<T>::infinity();
+        for (index_t j = 0; j < visible_end; ++j) {
+            if (keep && keep[j] == 0) continue;
+            T v = sr[j] * scale;
+            if (add) v += add[j];
+            sr[j] = v;
+            mx = std::max(mx, v);
+        }
+        T sum = 0;
+        for (index_t j = 0; j < Tk; ++j) {
+            const bool hidden = j >= visible_end || (keep && keep[j] == 0);
+            // An additive mask of −inf may hide every key as well: exp(−inf − (−inf)) is NaN.
+            const T e = hidden || mx == -std::numeric_limits<T>::infinity() ? T(0) : std::exp(sr[j] - mx);
+            sr[j] = e;
+            sum += e;
+        }
+        const T inv = sum > T(0) ? T(1) / sum : T(0);
+        for (index_t j = 0; j < Tk; ++j) sr[j] *= inv;
+    });
+}
+
+/// `d` holds d_P on entry and d_S on return; `p` is the forward's output.
+template <class T>
+void attention_softmax_backward(int threads, const T* p, T* d, index_t rows, index_t Tk, T scale) {
+    parallel_for(threads, rows, Tk * 4, [&](index_t r) {
+        const T* pr = p + r * Tk;
+        T* dr = d + r * Tk;
+        T dot = 0;
+        for (index_t j = 0; j < Tk; ++j) dot += dr[j] * pr[j];
+        for (index_t j = 0; j < Tk; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
+    });
+}
+
+/// Plain row softmax, y may alias x: y[r,:] = softmax(x[r,:]).
+template <class T>
+void softmax_rows(int threads, const T* x, T* y, index_t rows, index_t cols) {
+    parallel_for(threads, rows, cols * 8, [&](index_t r) {
+        const T* xr = x + r * cols;
+        T* yr = y + r * cols;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (index_t j = 0; j < cols; ++j) mx = std::max(mx, xr[j]);
+        T sum = 0;
+        for (index_t j = 0; j < cols; ++j) sum += (yr[j] = std::exp(xr[j] - mx));
+        for (index_t j = 0; j < cols; ++j) yr[j] /= sum;
+    });
+}
+
+}  // namespace mmalign::cpu

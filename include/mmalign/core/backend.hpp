@@ -1,0 +1,50 @@
+// mmalign/core/backend.hpp — the Backend concept: the one op set every module is written against.
+//
+// A backend is an object (`be`) passed to every module call; it owns the run-time state (threads,
+// scratch memory, and on CUDA the stream, handles and plan cache). Modules are templates over the
+// backend type and call only these members, so a type that lacks one fails here, with this
+// concept's name, instead of deep inside a model. backend/cpu/backend.hpp is the reference
+// implementation and documents each op's semantics.
+#pragma once
+
+#include <cstdint>
+
+#include "mmalign/core/ops.hpp"
+#include "mmalign/core/tensor.hpp"
+
+namespace mmalign {
+
+template <class B>
+concept Backend = requires(B& be, typename B::Scalar s, TensorView<typename B::Scalar> v,
+                           ConstView<typename B::Scalar> cv, typename B::Scalar* p, const typename B::Scalar* cp,
+                           const std::int32_t* ids, index_t n, AttentionMask<typename B::Scalar> mask, Activation act,
+                           Trans t) {
+    typename B::Scalar;
+    { be.scope().tensor(Shape{n}) } -> std::same_as<TensorView<typename B::Scalar>>;
+    { be.threads() } -> std::convertible_to<int>;
+    be.gemm(t, t, n, n, n, s, cp, n, cp, n, s, p, n);
+    be.gemm_strided_batched(t, t, n, n, n, s, cp, n, n, cp, n, n, s, p, n, n, n);
+    be.linear_forward(cv, cv, cp, act, v, p);
+    be.layer_norm_forward(cv, cv, cv, 1e-5, v, p, p);
+    be.layer_norm_backward(cv, cv, cv, cp, cp, v, p, p);
+    be.attention_softmax_forward(v, s, mask);
+    be.attention_softmax_backward(cv, v, s);
+    be.softmax(cv, v);
+    be.activation_forward(act, cv, v);
+    be.activation_backward(act, cv, cv, v);
+    be.add(cv, cv, v);
+    be.axpy(s, cv, v);
+    be.scale(s, v);
+    be.copy(cv, v);
+    be.fill(v, s);
+    be.embedding_forward(ids, n, cv, v);
+    be.embedding_backward(ids, n, cv, v);
+    { be.cross_entropy_forward(cv, ids, std::int32_t(-100), s, p).loss } -> std::convertible_to<typename B::Scalar>;
+    be.cross_entropy_backward(cv, ids, cp, std::int32_t(-100), s, n, s, v);
+    be.l2_normalize_forward(cv, v, p, s);
+    be.l2_normalize_backward(cv, cv, cp, v);
+    be.sum_rows_accumulate(cv, p);
+    { be.sum(cv) } -> std::convertible_to<typename B::Scalar>;
+};
+
+}  // namespace mmalign

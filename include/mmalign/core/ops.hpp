@@ -1,0 +1,57 @@
+// mmalign/core/ops.hpp — the vocabulary shared by every backend's op set.
+//
+// These small value types appear in the signatures that the Backend concept (core/backend.hpp)
+// requires, so modules describe an operation once and every backend carries it out.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "mmalign/core/shape.hpp"
+
+namespace mmalign {
+
+/// Whether a gemm operand is used as stored (N) or transposed (T).
+enum class Trans { N, T };
+
+/// Pointwise nonlinearities of the reference models (models.md §0):
+/// quick_gelu x·σ(1.702x) (CLIP), gelu with erf (BERT, BLIP, Q-Former), gelu_tanh (HF "gelu_new"),
+/// relu (OPT).
+enum class Activation { none, relu, gelu, gelu_tanh, quick_gelu };
+
+inline std::string_view to_string(Activation a) {
+    switch (a) {
+        case Activation::none: return "none";
+        case Activation::relu: return "relu";
+        case Activation::gelu: return "gelu";
+        case Activation::gelu_tanh: return "gelu_tanh";
+        case Activation::quick_gelu: return "quick_gelu";
+    }
+    return "?";
+}
+
+/// Whether a backward pass accumulates parameter gradients (`+=`) or leaves them alone
+/// (a frozen module that still passes the input gradient through).
+enum class GradMode { ignore, accumulate };
+
+/// Which keys a query may attend to, in any combination:
+///  - `key_keep` [B, Tk]: Hugging Face's attention_mask, 1 = attend, 0 = padding;
+///  - `causal`: key j is visible from query i iff j <= i + causal_offset (causal_offset = Tk - Tq
+///    when the queries are the last Tq positions, as in incremental decoding);
+///  - `additive` [B, Tq, Tk] (or [1, Tq, Tk] with additive_batch_stride = 0): added to the
+///    scaled scores, shared by all heads, for custom masks and biases.
+/// Keys hidden by key_keep or causal are removed exactly (probability 0). HF adds a large negative
+/// constant instead; with at least one visible key per row both give identical fp32 results.
+/// A row with no visible key gets all-zero probabilities.
+template <class T>
+struct AttentionMask {
+    const std::int32_t* key_keep = nullptr;  // [B, Tk]
+    bool causal = false;
+    index_t causal_offset = 0;
+    const T* additive = nullptr;         // [B, Tq, Tk] or [1, Tq, Tk]
+    index_t additive_batch_stride = -1;  // -1: Tq*Tk (one mask per batch row); 0: broadcast
+
+    bool any() const { return key_keep || causal || additive; }
+};
+
+}  // namespace mmalign

@@ -1,0 +1,66 @@
+// mmalign/core/parameter.hpp — a trainable tensor, its gradient, and the name visitor's helpers.
+//
+// Every module exposes `visit(f, prefix)`, calling f(name, Parameter&) once per parameter with the
+// Hugging Face state-dict key (e.g. "encoder.layers.0.self_attn.q_proj.weight"). That single walk
+// serves checkpoint loading and saving, the optimizer, freezing, zeroing and counting. The
+// parameter's shape, fixed when the module is built from its Config, is the expected shape.
+#pragma once
+
+#include <random>
+#include <string>
+
+#include "mmalign/core/tensor.hpp"
+
+namespace mmalign {
+
+template <class T>
+struct Parameter {
+    Tensor<T> value;             // shape fixed by the module's Config
+    Tensor<T> grad;              // same shape; backward adds into it (`+=`)
+    bool requires_grad = true;   // false: backward skips this parameter's gradient (frozen)
+
+    Parameter() = default;
+    explicit Parameter(Shape s, T init = T(0)) : value(s, init), grad(s, T(0)) {}
+    const Shape& shape() const { return value.shape(); }
+    /// Where backward should add this parameter's gradient, or null when it must not.
+    T* grad_target(bool accumulate) { return accumulate && requires_grad ? grad.data() : nullptr; }
+};
+
+/// "a" + "b" → "a.b"; an empty prefix adds nothing.
+inline std::string join_name(const std::string& prefix, const std::string& name) {
+    if (prefix.empty()) return name;
+    if (name.empty()) return prefix;
+    return prefix + "." + name;
+}
+
+template <class M>
+index_t count_parameters(M& module) {
+    index_t n = 0;
+    module.visit([&](const std::string&, auto& p) { n += p.value.numel(); });
+    return n;
+}
+
+template <class M>
+void zero_grad(M& module) {
+    module.visit([](const std::string&, auto& p) { p.grad.zero(); });
+}
+
+/// Fills every weight with N(0, std²) and every bias and LayerNorm shift with 0, LayerNorm scales
+/// with 1 — the usual transformer initialisation, deterministic for a given seed.
+template <class M>
+void init_normal(M& module, unsigned seed, double std = 0.02) {
+    std::mt19937_64 rng(seed);
+    module.visit([&](const std::string& name, auto& p) {
+        using T = std::remove_reference_t<decltype(*p.value.data())>;
+        const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+        const bool is_norm_scale = name.find("norm") != std::string::npos || name.find("LayerNorm") != std::string::npos;
+        if (is_bias) p.value.zero();
+        else if (is_norm_scale) p.value.fill(T(1));
+        else {
+            std::normal_distribution<double> d(0.0, std);
+            for (auto& v : p.value) v = static_cast<T>(d(rng));
+        }
+    });
+}
+
+}  // namespace mmalign

@@ -1,0 +1,205 @@
+// mmalign/nn/attention.hpp — multi-head scaled dot-product attention, self and cross.
+//
+//   q = x·Wqᵀ + bq [B, Tq, D],  k = c·Wkᵀ + bk, v = c·Wvᵀ + bv [B, Tk, D]   (c = x for self-attention)
+//   per head h (columns h·d .. h·d+d, d = D/H):  P = softmax(scale · q_h k_hᵀ + mask)  [B, H, Tq, Tk]
+//   o_h = P v_h,  y = o·Woᵀ + bo [B, Tq, D]                                (Vaswani et al. 2017, §3.2)
+// Separate q/k/v/out projections with biases, as HF stores CLIP and BERT attention; names come
+// from Config (CLIP "q_proj".."out_proj", BERT "self.query".."output.dense"). scale defaults to
+// d^-½ (CLIP's `* scale` and BERT's `/ sqrt(d)` agree to rounding). Masks: core/ops.hpp.
+// Saved: x, c (cross only), q, k, v, P, o.
+// Backward: d_x assigned; d_c (cross-attention) *accumulated*, because one encoder output feeds the
+// cross-attention of many layers; parameter gradients accumulated.
+// KvCache: incremental causal self-attention (decoding) — new positions' k, v are appended and
+// the queries attend to every cached position, equal to the full causal forward.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "mmalign/nn/linear.hpp"
+
+namespace mmalign {
+
+template <Backend B>
+struct MultiHeadAttention {
+    using T = typename B::Scalar;
+
+    struct Config {
+        index_t dim = 0;     // D: query width, projection width and output width
+        index_t heads = 1;   // H, divides D
+        index_t kv_dim = 0;  // width of the attended sequence for cross-attention; 0: D
+        double scale = 0;    // 0: 1/√(D/H)
+        std::string q_name = "q_proj", k_name = "k_proj", v_name = "v_proj", out_name = "out_proj";
+    };
+    struct Saved {
+        Tensor<T> x;      // [B, Tq, D]
+        Tensor<T> ctx;    // [B, Tk, Dkv], cross-attention only
+        Tensor<T> q;      // [B, Tq, D]
+        Tensor<T> k, v;   // [B, Tk, D]
+        Tensor<T> probs;  // [B, H, Tq, Tk]
+        Tensor<T> o;      // [B, Tq, D], heads side by side: the input of out_proj
+        bool cross = false;
+    };
+    /// Keys and values of the positions decoded so far, for incremental self-attention.
+    struct KvCache {
+        Tensor<T> k, v;      // [B, Tmax, D]
+        index_t length = 0;  // positions filled
+        void reset(index_t batch, index_t max_positions, index_t dim) {
+            k.resize(Shape{batch, max_positions, dim});
+            v.resize(Shape{batch, max_positions, dim});
+            length = 0;
+        }
+    };
+
+    Config config;
+    Linear<B> q_proj, k_proj, v_proj, out_proj;
+
+    MultiHeadAttention() = default;
+    explicit MultiHeadAttention(Config c) : config(c) {
+        if (c.dim <= 0 || c.heads <= 0 || c.dim % c.heads != 0)
+            throw ArgumentError("MultiHeadAttention: dim " + std::to_string(c.dim) + " must be a positive multiple of heads " +
+                                std::to_string(c.heads));
+        const index_t kv = kv_dim();
+        q_proj = Linear<B>({.in = c.dim, .out = c.dim});
+        k_proj = Linear<B>({.in = kv, .out = c.dim});
+        v_proj = Linear<B>({.in = kv, .out = c.dim});
+        out_proj = Linear<B>({.in = c.dim, .out = c.dim});
+    }
+
+    index_t kv_dim() const { return config.kv_dim > 0 ? config.kv_dim : config.dim; }
+    index_t head_dim() const { return config.dim / config.heads; }
+    T scale() const { return static_cast<T>(config.scale > 0 ? config.scale : 1.0 / std::sqrt(double(head_dim()))); }
+
+    template <class F>
+    void visit(F&& f, const std::string& prefix = "") {
+        q_proj.visit(f, join_name(prefix, config.q_name));
+        k_proj.visit(f, join_name(prefix, config.k_name));
+        v_proj.visit(f, join_name(prefix, config.v_name));
+        out_proj.visit(f, join_name(prefix, config.out_name));
+    }
+
+    /// x [B, Tq, D] → y [B, Tq, D]. `ctx` [B, Tk, Dkv] for cross-attention; an empty view means
+    /// self-attention (ctx = x).
+    void forward(B& be, ConstView<T> x, ConstView<T> ctx, const AttentionMask<T>& mask, TensorView<T> y,
+                 Saved* s = nullptr) const {
+        const bool cross = !ctx.empty();
+        const ConstView<T> c = cross ? ctx : x;
+        expect_shape(x.shape(), {-1, -1, config.dim}, "MultiHeadAttention input");
+        expect_shape(c.shape(), {x.dim(0), -1, kv_dim()}, "MultiHeadAttention context");
+        expect_shape(y.shape(), {x.dim(0), x.dim(1), config.dim}, "MultiHeadAttention output");
+        const index_t Bn = x.dim(0), Tq = x.dim(1), Tk = c.dim(1), D = config.dim;
+        auto sc = be.scope();
+        TensorView<T> q, k, v, p, o;
+        if (s) {
+            s->cross = cross;
+            if (s->x.data() != x.data()) {  // a parent may have written x straight into s->x
+                s->x.resize(x.shape());
+                be.copy(x, s->x.view());
+            }
+            if (cross) {
+                s->ctx.resize(c.shape());
+                be.copy(c, s->ctx.view());
+            }
+            for (Tensor<T>* t : {&s->q, &s->o}) t->resize(Shape{Bn, Tq, D});
+            for (Tensor<T>* t : {&s->k, &s->v}) t->resize(Shape{Bn, Tk, D});
+            s->probs.resize(Shape{Bn, config.heads, Tq, Tk});
+            q = s->q.view(), k = s->k.view(), v = s->v.view(), p = s->probs.view(), o = s->o.view();
+        } else {
+            q = sc.tensor({Bn, Tq, D}), k = sc.tensor({Bn, Tk, D}), v = sc.tensor({Bn, Tk, D});
+            p = sc.tensor({Bn, config.heads, Tq, Tk}), o = sc.tensor({Bn, Tq, D});
+        }
+        q_proj.forward(be, x, q);
+        k_proj.forward(be, c, k);
+        v_proj.forward(be, c, v);
+        attend(be, q.data(), k.data(), v.data(), Tk * D, Bn, Tq, Tk, mask, p, o.data());
+        out_proj.forward(be, o, y);
+    }
+
+    /// d_x is assigned, or added to with `d_x_accumulate` (a residual branch); either may be empty.
+    void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, TensorView<T> d_ctx, GradMode mode,
+                  bool d_x_accumulate = false) {
+        const index_t Bn = s.q.dim(0), Tq = s.q.dim(1), Tk = s.k.dim(1), D = config.dim, H = config.heads;
+        const index_t dh = head_dim();
+        expect_shape(d_y.shape(), {Bn, Tq, D}, "MultiHeadAttention backward d_y");
+        auto sc = be.scope();
+        auto d_o = sc.tensor({Bn, Tq, D});
+        out_proj.backward_from(be, s.o.view(), {}, d_y, d_o, mode);
+        auto d_p = sc.tensor({Bn, H, Tq, Tk});
+        auto d_q = sc.tensor({Bn, Tq, D}), d_k = sc.tensor({Bn, Tk, D}), d_v = sc.tensor({Bn, Tk, D});
+        const T* P = s.probs.data();
+        for (index_t b = 0; b < Bn; ++b) {
+            const index_t pq = b * H * Tq * Tk, xq = b * Tq * D, xk = b * Tk * D;
+            // d_P_h = d_o_h · v_hᵀ,   d_v_h = P_hᵀ · d_o_h
+            be.gemm_strided_batched(Trans::N, Trans::T, Tq, Tk, dh, T(1), d_o.data() + xq, D, dh, s.v.data() + xk, D, dh,
+                                    T(0), d_p.data() + pq, Tk, Tq * Tk, H);
+            be.gemm_strided_batched(Trans::T, Trans::N, Tk, dh, Tq, T(1), P + pq, Tk, Tq * Tk, d_o.data() + xq, D, dh,
+                                    T(0), d_v.data() + xk, D, dh, H);
+        }
+        be.attention_softmax_backward(s.probs.view(), d_p, scale());
+        for (index_t b = 0; b < Bn; ++b) {
+            const index_t pq = b * H * Tq * Tk, xq = b * Tq * D, xk = b * Tk * D;
+            // d_q_h = d_S_h · k_h,   d_k_h = d_S_hᵀ · q_h
+            be.gemm_strided_batched(Trans::N, Trans::N, Tq, dh, Tk, T(1), d_p.data() + pq, Tk, Tq * Tk, s.k.data() + xk, D,
+                                    dh, T(0), d_q.data() + xq, D, dh, H);
+            be.gemm_strided_batched(Trans::T, Trans::N, Tk, dh, Tq, T(1), d_p.data() + pq, Tk, Tq * Tk, s.q.data() + xq, D,
+                                    dh, T(0), d_k.data() + xk, D, dh, H);
+        }
+        q_proj.backward_from(be, s.x.view(), {}, d_q, d_x, mode, d_x_accumulate);
+        if (s.cross) {
+            k_proj.backward_from(be, s.ctx.view(), {}, d_k, d_ctx, mode, true);
+            v_proj.backward_from(be, s.ctx.view(), {}, d_v, d_ctx, mode, true);
+        } else {
+            k_proj.backward_from(be, s.x.view(), {}, d_k, d_x, mode, true);
+            v_proj.backward_from(be, s.x.view(), {}, d_v, d_x, mode, true);
+        }
+    }
+
+    /// Incremental causal self-attention: x [B, Tn, D] holds the next Tn positions; their keys and
+    /// values are appended to `cache` and each query attends to all positions up to its own.
+    /// `mask.key_keep`, if set, spans all cached positions [B, length + Tn]; causality is implied.
+    void forward_cached(B& be, ConstView<T> x, KvCache& cache, AttentionMask<T> mask, TensorView<T> y) const {
+        expect_shape(x.shape(), {-1, -1, config.dim}, "MultiHeadAttention cached input");
+        const index_t Bn = x.dim(0), Tn = x.dim(1), D = config.dim;
+        if (cache.k.rank() != 3 || cache.k.dim(0) != Bn || cache.k.dim(2) != D)
+            throw ShapeError("MultiHeadAttention cache: expected [" + std::to_string(Bn) + ", *, " + std::to_string(D) +
+                             "], found " + cache.k.shape().str() + " (call reset first)");
+        const index_t Tmax = cache.k.dim(1), L = cache.length, Tk = L + Tn;
+        if (Tk > Tmax)
+            throw ShapeError("MultiHeadAttention cache: " + std::to_string(Tk) + " positions exceed its capacity of " +
+                             std::to_string(Tmax));
+        expect_shape(y.shape(), {Bn, Tn, D}, "MultiHeadAttention cached output");
+        auto sc = be.scope();
+        auto q = sc.tensor({Bn, Tn, D}), kn = sc.tensor({Bn, Tn, D}), vn = sc.tensor({Bn, Tn, D});
+        q_proj.forward(be, x, q);
+        k_proj.forward(be, x, kn);
+        v_proj.forward(be, x, vn);
+        for (index_t b = 0; b < Bn; ++b) {
+            const Shape rows{Tn, D};
+            be.copy(ConstView<T>(kn.data() + b * Tn * D, rows), TensorView<T>(cache.k.data() + (b * Tmax + L) * D, rows));
+            be.copy(ConstView<T>(vn.data() + b * Tn * D, rows), TensorView<T>(cache.v.data() + (b * Tmax + L) * D, rows));
+        }
+        cache.length = Tk;
+        mask.causal = true;
+        mask.causal_offset = L;
+        auto p = sc.tensor({Bn, config.heads, Tn, Tk}), o = sc.tensor({Bn, Tn, D});
+        attend(be, q.data(), cache.k.data(), cache.v.data(), Tmax * D, Bn, Tn, Tk, mask, p, o.data());
+        out_proj.forward(be, o, y);
+    }
+
+private:
+    /// P = softmax(scale·q kᵀ + mask) per (batch, head); o = P v. k and v rows have stride D and
+    /// batches `kv_batch_stride`; q and o are [B, Tq, D].
+    void attend(B& be, const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t Bn, index_t Tq, index_t Tk,
+                const AttentionMask<T>& mask, TensorView<T> p, T* o) const {
+        const index_t D = config.dim, H = config.heads, dh = head_dim();
+        for (index_t b = 0; b < Bn; ++b)
+            be.gemm_strided_batched(Trans::N, Trans::T, Tq, Tk, dh, T(1), q + b * Tq * D, D, dh, k + b * kv_batch_stride, D,
+                                    dh, T(0), p.data() + b * H * Tq * Tk, Tk, Tq * Tk, H);
+        be.attention_softmax_forward(p, scale(), mask);
+        for (index_t b = 0; b < Bn; ++b)
+            be.gemm_strided_batched(Trans::N, Trans::N, Tq, dh, Tk, T(1), p.data() + b * H * Tq * Tk, Tk, Tq * Tk,
+                                    v + b * kv_batch_stride, D, dh, T(0), o + b * Tq * D, D, dh, H);
+    }
+};
+
+}  // namespace mmalign

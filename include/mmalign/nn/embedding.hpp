@@ -1,0 +1,122 @@
+// mmalign/nn/embedding.hpp — token embeddings and learned absolute positions.
+//
+// Embedding:        ids [N] → out [N, D] = weight[ids];  weight [V, D]  (HF "<name>.weight").
+//                   Backward: d_weight[ids[n]] += d_out[n]. Saved: the ids.
+// LearnedPositions: x [B, T, D] → y = x + weight[offset .. offset+T)   (CLIP/BERT/OPT position
+//                   tables; `offset` is the number of positions already consumed, as in
+//                   incremental decoding). Backward: d_x = d_y, d_weight[offset+t] += Σ_b d_y[b, t].
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mmalign/core/backend.hpp"
+#include "mmalign/core/parameter.hpp"
+
+namespace mmalign {
+
+template <Backend B>
+struct Embedding {
+    using T = typename B::Scalar;
+
+    struct Config {
+        index_t rows = 0;  // vocabulary or table size
+        index_t dim = 0;
+    };
+    struct Params {
+        Parameter<T> weight;  // [V, D]
+    };
+    struct Saved {
+        std::vector<std::int32_t> ids;  // [N]
+    };
+
+    Config config;
+    Params params;
+
+    Embedding() = default;
+    explicit Embedding(Config c) : config(c) {
+        if (c.rows <= 0 || c.dim <= 0)
+            throw ArgumentError("Embedding: rows and dim must be positive, found rows=" + std::to_string(c.rows) +
+                                " dim=" + std::to_string(c.dim));
+        params.weight = Parameter<T>(Shape{c.rows, c.dim});
+    }
+
+    template <class F>
+    void visit(F&& f, const std::string& prefix = "") {
+        f(join_name(prefix, "weight"), params.weight);
+    }
+
+    /// ids [N] (any N-element id tensor, e.g. [B, T]) → out [N.., D]; an id outside [0, V)
+    /// throws ArgumentError naming it and its position.
+    void forward(B& be, std::span<const std::int32_t> ids, TensorView<T> out, Saved* s = nullptr) const {
+        be.embedding_forward(ids.data(), static_cast<index_t>(ids.size()), params.weight.value.view(), out);
+        if (s) s->ids.assign(ids.begin(), ids.end());
+    }
+
+    void backward(B& be, const Saved& s, ConstView<T> d_out, GradMode mode) {
+        if (T* g = params.weight.grad_target(mode == GradMode::accumulate); g)
+            be.embedding_backward(s.ids.data(), static_cast<index_t>(s.ids.size()), d_out,
+                                  TensorView<T>(g, params.weight.grad.shape()));
+    }
+};
+
+template <Backend B>
+struct LearnedPositions {
+    using T = typename B::Scalar;
+
+    struct Config {
+        index_t max_positions = 0;
+        index_t dim = 0;
+    };
+    struct Params {
+        Parameter<T> weight;  // [P, D]
+    };
+    struct Saved {
+        index_t offset = 0;
+    };
+
+    Config config;
+    Params params;
+
+    LearnedPositions() = default;
+    explicit LearnedPositions(Config c) : config(c) {
+        if (c.max_positions <= 0 || c.dim <= 0)
+            throw ArgumentError("LearnedPositions: max_positions and dim must be positive");
+        params.weight = Parameter<T>(Shape{c.max_positions, c.dim});
+    }
+
+    template <class F>
+    void visit(F&& f, const std::string& prefix = "") {
+        f(join_name(prefix, "weight"), params.weight);
+    }
+
+    /// x [B, T, D] → y [B, T, D] (y may alias x).
+    void forward(B& be, ConstView<T> x, TensorView<T> y, index_t offset = 0, Saved* s = nullptr) const {
+        expect_shape(x.shape(), {-1, -1, config.dim}, "LearnedPositions input");
+        expect_shape(y.shape(), {x.dim(0), x.dim(1), config.dim}, "LearnedPositions output");
+        const index_t Tn = x.dim(1);
+        if (offset < 0 || offset + Tn > config.max_positions)
+            throw ShapeError("LearnedPositions: positions [" + std::to_string(offset) + ", " +
+                             std::to_string(offset + Tn) + ") exceed the table of " +
+                             std::to_string(config.max_positions) + " positions");
+        ConstView<T> rows(params.weight.value.data() + offset * config.dim, Shape{Tn, config.dim});
+        for (index_t b = 0; b < x.dim(0); ++b) {
+            ConstView<T> xb(x.data() + b * Tn * config.dim, rows.shape());
+            be.add(xb, rows, TensorView<T>(y.data() + b * Tn * config.dim, rows.shape()));
+        }
+        if (s) s->offset = offset;
+    }
+
+    /// Only the table's gradient: d_x equals d_y, which the caller passes on unchanged.
+    void backward(B& be, const Saved& s, ConstView<T> d_y, GradMode mode) {
+        T* g = params.weight.grad_target(mode == GradMode::accumulate);
+        if (!g) return;
+        const index_t Tn = d_y.dim(1), D = config.dim;
+        TensorView<T> rows(g + s.offset * D, Shape{Tn, D});
+        for (index_t b = 0; b < d_y.dim(0); ++b) be.axpy(T(1), ConstView<T>(d_y.data() + b * Tn * D, rows.shape()), rows);
+    }
+};
+
+}  // namespace mmalign

@@ -1,0 +1,82 @@
+// mmalign/nn/layer_norm.hpp — LayerNorm over the last axis (torch.nn.LayerNorm).
+//
+//   x [M.., D] → y [M.., D];  weight [D], bias [D];  eps from the config (1e-5 CLIP, 1e-12 BERT,
+//   1e-6 BLIP-2 ViT — models.md §0). Saved: x, mean [M], rstd [M].
+//   Backward: d_x assigned (or added with `d_x_accumulate`), d_weight/d_bias accumulated.
+#pragma once
+
+#include <string>
+
+#include "mmalign/core/backend.hpp"
+#include "mmalign/core/parameter.hpp"
+
+namespace mmalign {
+
+template <Backend B>
+struct LayerNorm {
+    using T = typename B::Scalar;
+
+    struct Config {
+        index_t dim = 0;
+        double eps = 1e-5;
+    };
+    struct Params {
+        Parameter<T> weight;  // [D]
+        Parameter<T> bias;    // [D]
+    };
+    struct Saved {
+        Tensor<T> x;     // [M, D]
+        Tensor<T> mean;  // [M]
+        Tensor<T> rstd;  // [M]
+    };
+
+    Config config;
+    Params params;
+
+    LayerNorm() = default;
+    explicit LayerNorm(Config c) : config(c) {
+        if (c.dim <= 0) throw ArgumentError("LayerNorm: dim must be positive, found " + std::to_string(c.dim));
+        params.weight = Parameter<T>(Shape{c.dim}, T(1));
+        params.bias = Parameter<T>(Shape{c.dim});
+    }
+
+    template <class F>
+    void visit(F&& f, const std::string& prefix = "") {
+        f(join_name(prefix, "weight"), params.weight);
+        f(join_name(prefix, "bias"), params.bias);
+    }
+
+    void forward(B& be, ConstView<T> x, TensorView<T> y, Saved* s = nullptr) const {
+        if (x.shape().cols() != config.dim)
+            throw ShapeError("LayerNorm input: expected last extent " + std::to_string(config.dim) + ", found " +
+                             x.shape().str());
+        T *mean = nullptr, *rstd = nullptr;
+        if (s) {
+            if (s->x.data() != x.data()) {
+                s->x.resize(x.shape());
+                be.copy(x, s->x.view());
+            }
+            s->mean.resize(Shape{x.shape().rows()});
+            s->rstd.resize(Shape{x.shape().rows()});
+            mean = s->mean.data();
+            rstd = s->rstd.data();
+        }
+        be.layer_norm_forward(x, params.weight.value.view(), params.bias.value.view(), config.eps, y, mean, rstd);
+    }
+
+    void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, GradMode mode, bool d_x_accumulate = false) {
+        const bool acc = mode == GradMode::accumulate;
+        if (!d_x_accumulate || d_x.empty()) {
+            be.layer_norm_backward(d_y, s.x.view(), params.weight.value.view(), s.mean.data(), s.rstd.data(), d_x,
+                                   params.weight.grad_target(acc), params.bias.grad_target(acc));
+            return;
+        }
+        auto sc = be.scope();
+        auto tmp = sc.tensor(d_x.shape());
+        be.layer_norm_backward(d_y, s.x.view(), params.weight.value.view(), s.mean.data(), s.rstd.data(), tmp,
+                               params.weight.grad_target(acc), params.bias.grad_target(acc));
+        be.axpy(T(1), tmp, d_x);
+    }
+};
+
+}  // namespace mmalign

@@ -1,0 +1,162 @@
+// Tests of nn/attention.hpp: the forward against a loop implementation of softmax(qkᵀ·scale)v,
+// gradients (self and cross, every mask kind), the frozen mode, and incremental decoding with the
+// KV cache equal to the full causal forward.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "mmalign/nn/attention.hpp"
+#include "support/module_check.hpp"
+#include "support/reference.hpp"
+
+using namespace mmalign;
+using test::Be;
+using Mha = MultiHeadAttention<Be>;
+
+namespace {
+
+// y = out(concat_h softmax(q_h k_hᵀ/√d + mask) v_h), computed with plain loops.
+Tensor<double> reference_attention(Mha& m, const Tensor<double>& x, const Tensor<double>& c,
+                                   const std::vector<std::int32_t>& keep, bool causal) {
+    const index_t B = x.dim(0), Tq = x.dim(1), Tk = c.dim(1), D = m.config.dim, H = m.config.heads, d = D / H;
+    auto proj = [](Linear<Be>& l, const Tensor<double>& in) {
+        Tensor<double> out(Shape{in.dim(0), in.dim(1), l.config.out});
+        for (index_t i = 0; i < in.shape().rows(); ++i)
+            for (index_t o = 0; o < l.config.out; ++o) {
+                double s = l.params.bias.value(o);
+                for (index_t k = 0; k < l.config.in; ++k) s += in.data()[i * l.config.in + k] * l.params.weight.value(o, k);
+                out.data()[i * l.config.out + o] = s;
+            }
+        return out;
+    };
+    Tensor<double> q = proj(m.q_proj, x), k = proj(m.k_proj, c), v = proj(m.v_proj, c), o(Shape{B, Tq, D}, 0.0);
+    for (index_t b = 0; b < B; ++b)
+        for (index_t h = 0; h < H; ++h)
+            for (index_t i = 0; i < Tq; ++i) {
+                std::vector<double> p(static_cast<std::size_t>(Tk), 0.0);
+                double mx = -1e300, sum = 0;
+                auto vis = [&](index_t j) { return (keep.empty() || keep[b * Tk + j]) && (!causal || j <= i); };
+                for (index_t j = 0; j < Tk; ++j) {
+                    double s = 0;
+                    for (index_t e = 0; e < d; ++e) s += q(b, i, h * d + e) * k(b, j, h * d + e);
+                    p[j] = s / std::sqrt(double(d));
+                    if (vis(j)) mx = std::max(mx, p[j]);
+                }
+                for (index_t j = 0; j < Tk; ++j) sum += (p[j] = vis(j) ? std::exp(p[j] - mx) : 0.0);
+                for (index_t j = 0; j < Tk; ++j)
+                    for (index_t e = 0; e < d; ++e) o(b, i, h * d + e) += p[j] / sum * v(b, j, h * d + e);
+            }
+    return proj(m.out_proj, o);
+}
+
+}  // namespace
+
+TEST_CASE("self-attention with padding and causal masks equals the loop reference") {
+    Be be;
+    Mha m({.dim = 8, .heads = 2});
+    test::randomize(m, 1);
+    Tensor<double> x = test::random_tensor({2, 4, 8}, 2), y(Shape{2, 4, 8});
+    std::vector<std::int32_t> keep = {1, 1, 1, 1, 1, 1, 0, 0};
+    m.forward(be, x.view(), {}, {.key_keep = keep.data(), .causal = true}, y.view());
+    Tensor<double> ref = reference_attention(m, x, x, keep, true);
+    CHECK(test::max_abs_diff<double>(y.view(), ref.view()) < 1e-12);
+}
+
+TEST_CASE("self-attention backward matches finite differences under padding, causal and additive masks") {
+    Be be;
+    Mha m({.dim = 8, .heads = 2});
+    test::randomize(m, 3);
+    Tensor<double> x = test::random_tensor({2, 4, 8}, 4), r = test::random_tensor({2, 4, 8}, 5);
+    Tensor<double> add = test::random_tensor({1, 4, 4}, 6), y(x.shape()), dx(x.shape());
+    std::vector<std::int32_t> keep = {1, 1, 1, 0, 1, 1, 1, 1};
+    AttentionMask<double> mask{.key_keep = keep.data(), .causal = true, .additive = add.data(), .additive_batch_stride = 0};
+    Mha::Saved s;
+    m.forward(be, x.view(), {}, mask, y.view(), &s);
+    zero_grad(m);
+    m.backward(be, s, r.view(), dx.view(), {}, GradMode::accumulate);
+    test::check_module_gradients(m, {{"x", x.view(), dx.view()}}, [&] {
+        m.forward(be, x.view(), {}, mask, y.view());
+        return testing::dot<double>(r.view(), y.view());
+    });
+}
+
+TEST_CASE("cross-attention over a wider context: forward equals the loop reference, gradients match, d_ctx accumulates") {
+    Be be;
+    Mha m({.dim = 8, .heads = 4, .kv_dim = 6, .q_name = "self.query", .k_name = "self.key", .v_name = "self.value",
+           .out_name = "output.dense"});
+    test::randomize(m, 7);
+    CHECK(m.k_proj.params.weight.shape() == Shape{8, 6});
+    Tensor<double> x = test::random_tensor({2, 3, 8}, 8), c = test::random_tensor({2, 5, 6}, 9);
+    Tensor<double> r = test::random_tensor({2, 3, 8}, 10), y(x.shape()), dx(x.shape()), dc(c.shape(), 0.0);
+    std::vector<std::int32_t> keep = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+    AttentionMask<double> mask{.key_keep = keep.data()};
+    Mha::Saved s;
+    m.forward(be, x.view(), c.view(), mask, y.view(), &s);
+    CHECK(test::max_abs_diff<double>(y.view(), reference_attention(m, x, c, keep, false).view()) < 1e-12);
+    zero_grad(m);
+    m.backward(be, s, r.view(), dx.view(), dc.view(), GradMode::accumulate);
+    test::check_module_gradients(m, {{"x", x.view(), dx.view()}, {"ctx", c.view(), dc.view()}}, [&] {
+        m.forward(be, x.view(), c.view(), mask, y.view());
+        return testing::dot<double>(r.view(), y.view());
+    });
+    const Tensor<double> once = dc;
+    m.backward(be, s, r.view(), {}, dc.view(), GradMode::ignore);
+    for (index_t i = 0; i < dc.numel(); ++i) CHECK(dc.data()[i] == doctest::Approx(2 * once.data()[i]));
+}
+
+TEST_CASE("a frozen attention (GradMode::ignore) leaves weight gradients at zero but still returns d_x") {
+    Be be;
+    Mha m({.dim = 4, .heads = 2});
+    test::randomize(m, 11);
+    Tensor<double> x = test::random_tensor({1, 3, 4}, 12), r = test::random_tensor({1, 3, 4}, 13), y(x.shape());
+    Tensor<double> dx(x.shape(), 0.0);
+    Mha::Saved s;
+    m.forward(be, x.view(), {}, {}, y.view(), &s);
+    zero_grad(m);
+    m.backward(be, s, r.view(), dx.view(), {}, GradMode::ignore);
+    m.visit([](const std::string&, Parameter<double>& p) {
+        for (double g : p.grad) CHECK(g == 0.0);
+    });
+    double norm = 0;
+    for (double g : dx) norm += g * g;
+    CHECK(norm > 0);
+}
+
+TEST_CASE("decoding with the KV cache, one position or several at a time, equals the full causal forward") {
+    CpuBackend<float> be;
+    MultiHeadAttention<CpuBackend<float>> m({.dim = 8, .heads = 2});
+    m.visit([seed = 20u](const std::string&, Parameter<float>& p) mutable { testing::fill_uniform(p.value.view(), seed++); });
+    const index_t B = 2, T = 6, D = 8;
+    Tensor<float> x(Shape{B, T, D}), full(Shape{B, T, D});
+    testing::fill_uniform(x.view(), 30);
+    m.forward(be, x.view(), {}, {.causal = true}, full.view());
+    MultiHeadAttention<CpuBackend<float>>::KvCache cache;
+    cache.reset(B, T, D);
+    Tensor<float> step_out(Shape{B, T, D});
+    const index_t chunks[] = {1, 2, 3};  // positions 0 | 1..2 | 3..5
+    index_t t0 = 0;
+    for (index_t n : chunks) {
+        Tensor<float> xs(Shape{B, n, D}), ys(Shape{B, n, D});
+        for (index_t b = 0; b < B; ++b)
+            for (index_t t = 0; t < n; ++t)
+                for (index_t e = 0; e < D; ++e) xs(b, t, e) = x(b, t0 + t, e);
+        m.forward_cached(be, xs.view(), cache, {}, ys.view());
+        for (index_t b = 0; b < B; ++b)
+            for (index_t t = 0; t < n; ++t)
+                for (index_t e = 0; e < D; ++e) step_out(b, t0 + t, e) = ys(b, t, e);
+        t0 += n;
+    }
+    CHECK(cache.length == T);
+    CHECK(test::max_abs_diff<float>(step_out.view(), full.view()) < 1e-6);
+    Tensor<float> one(Shape{B, 1, D}), out(Shape{B, 1, D});
+    CHECK_THROWS_AS(m.forward_cached(be, one.view(), cache, {}, out.view()), ShapeError);  // cache full
+}
+
+TEST_CASE("attention rejects heads that do not divide the width and inputs of the wrong width") {
+    CHECK_THROWS_AS(Mha({.dim = 6, .heads = 4}), ArgumentError);
+    Be be;
+    Mha m({.dim = 4, .heads = 2});
+    Tensor<double> x(Shape{1, 3, 5}), y(Shape{1, 3, 4});
+    CHECK_THROWS_WITH_AS(m.forward(be, x.view(), {}, {}, y.view()),
+                         "MultiHeadAttention input: expected [*, *, 4], found [1, 3, 5]", ShapeError);
+}
