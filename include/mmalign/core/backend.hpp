@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 #include "mmalign/core/ops.hpp"
 #include "mmalign/core/tensor.hpp"
@@ -20,6 +21,8 @@ concept Backend = requires(B& be, typename B::Scalar s, TensorView<typename B::S
                            const std::int32_t* ids, index_t n, AttentionMask<typename B::Scalar> mask, Activation act,
                            Trans t) {
     typename B::Scalar;
+    typename B::Tensor;  // owning storage in the backend's memory: resize, view, data, shape, zero, fill
+    { std::declval<typename B::Tensor&>().view() } -> std::same_as<TensorView<typename B::Scalar>>;
     { be.scope().tensor(Shape{n}) } -> std::same_as<TensorView<typename B::Scalar>>;
     { be.threads() } -> std::convertible_to<int>;
     be.gemm(t, t, n, n, n, s, cp, n, cp, n, s, p, n);
@@ -36,6 +39,8 @@ concept Backend = requires(B& be, typename B::Scalar s, TensorView<typename B::S
     be.axpy(s, cv, v);
     be.scale(s, v);
     be.copy(cv, v);
+    be.from_host(cv, v);
+    be.to_host(cv, v);
     be.fill(v, s);
     be.embedding_forward(ids, n, cv, v);
     be.embedding_backward(ids, n, cv, v);

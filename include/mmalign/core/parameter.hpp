@@ -13,18 +13,26 @@
 
 namespace mmalign {
 
-template <class T>
-struct Parameter {
-    Tensor<T> value;             // shape fixed by the module's Config
-    Tensor<T> grad;              // same shape; backward adds into it (`+=`)
+/// A parameter whose storage is `Storage` (a host Tensor<T>, or a backend's device tensor).
+template <class Storage>
+struct BasicParameter {
+    Storage value;               // shape fixed by the module's Config
+    Storage grad;                // same shape; backward adds into it (`+=`)
     bool requires_grad = true;   // false: backward skips this parameter's gradient (frozen)
 
-    Parameter() = default;
-    explicit Parameter(Shape s, T init = T(0)) : value(s, init), grad(s, T(0)) {}
+    BasicParameter() = default;
+    explicit BasicParameter(Shape s) : value(s), grad(s) {
+        value.zero();
+        grad.zero();
+    }
     const Shape& shape() const { return value.shape(); }
     /// Where backward should add this parameter's gradient, or null when it must not.
-    T* grad_target(bool accumulate) { return accumulate && requires_grad ? grad.data() : nullptr; }
+    auto* grad_target(bool accumulate) { return accumulate && requires_grad ? grad.data() : nullptr; }
 };
+
+/// The host-memory parameter of the CPU backend.
+template <class T>
+using Parameter = BasicParameter<Tensor<T>>;
 
 /// "a" + "b" → "a.b"; an empty prefix adds nothing.
 inline std::string join_name(const std::string& prefix, const std::string& name) {
@@ -52,6 +60,7 @@ void init_normal(M& module, unsigned seed, double std = 0.02) {
     std::mt19937_64 rng(seed);
     module.visit([&](const std::string& name, auto& p) {
         using T = std::remove_reference_t<decltype(*p.value.data())>;
+        static_assert(requires { p.value.begin(); }, "init_normal fills host parameters; initialise on the CPU and copy to a device.");
         const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
         const bool is_norm_scale = name.find("norm") != std::string::npos || name.find("LayerNorm") != std::string::npos;
         if (is_bias) p.value.zero();

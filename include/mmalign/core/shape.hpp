@@ -68,18 +68,19 @@ private:
 
 /// Throws ShapeError "<what>: expected [..], found [..]" unless `found` equals `expected`.
 /// An expected extent of -1 matches any extent (rank must still agree).
-inline void expect_shape(const Shape& found, std::initializer_list<index_t> expected, const std::string& what) {
+inline void expect_shape(const Shape& found, std::initializer_list<index_t> expected, const char* what) {
     bool ok = static_cast<int>(expected.size()) == found.rank();
     int i = 0;
-    std::string want = "[";
     for (index_t e : expected) {
-        if (i) want += ", ";
-        want += e < 0 ? std::string("*") : std::to_string(e);
-        if (ok && e >= 0 && found[i] != e) ok = false;
+        if (!ok) break;
+        if (e >= 0 && found[i] != e) ok = false;
         ++i;
     }
-    want += "]";
-    if (!ok) throw ShapeError(what + ": expected " + want + ", found " + found.str());
+    if (ok) return;  // the message is built only on failure: this runs on every module call
+    std::string want = "[";
+    i = 0;
+    for (index_t e : expected) want += (i++ ? ", " : "") + (e < 0 ? std::string("*") : std::to_string(e));
+    throw ShapeError(std::string(what) + ": expected " + want + "], found " + found.str());
 }
 
 }  // namespace mmalign

@@ -23,6 +23,8 @@ namespace mmalign {
 template <Backend B>
 struct MultiHeadAttention {
     using T = typename B::Scalar;
+    using Buffer = typename B::Tensor;  // owning storage in the backend's memory
+    using Param = BasicParameter<Buffer>;
 
     struct Config {
         index_t dim = 0;     // D: query width, projection width and output width
@@ -32,17 +34,17 @@ struct MultiHeadAttention {
         std::string q_name = "q_proj", k_name = "k_proj", v_name = "v_proj", out_name = "out_proj";
     };
     struct Saved {
-        Tensor<T> x;      // [B, Tq, D]
-        Tensor<T> ctx;    // [B, Tk, Dkv], cross-attention only
-        Tensor<T> q;      // [B, Tq, D]
-        Tensor<T> k, v;   // [B, Tk, D]
-        Tensor<T> probs;  // [B, H, Tq, Tk]
-        Tensor<T> o;      // [B, Tq, D], heads side by side: the input of out_proj
+        Buffer x;      // [B, Tq, D]
+        Buffer ctx;    // [B, Tk, Dkv], cross-attention only
+        Buffer q;      // [B, Tq, D]
+        Buffer k, v;   // [B, Tk, D]
+        Buffer probs;  // [B, H, Tq, Tk]
+        Buffer o;      // [B, Tq, D], heads side by side: the input of out_proj
         bool cross = false;
     };
     /// Keys and values of the positions decoded so far, for incremental self-attention.
     struct KvCache {
-        Tensor<T> k, v;      // [B, Tmax, D]
+        Buffer k, v;      // [B, Tmax, D]
         index_t length = 0;  // positions filled
         void reset(index_t batch, index_t max_positions, index_t dim) {
             k.resize(Shape{batch, max_positions, dim});
@@ -100,8 +102,8 @@ struct MultiHeadAttention {
                 s->ctx.resize(c.shape());
                 be.copy(c, s->ctx.view());
             }
-            for (Tensor<T>* t : {&s->q, &s->o}) t->resize(Shape{Bn, Tq, D});
-            for (Tensor<T>* t : {&s->k, &s->v}) t->resize(Shape{Bn, Tk, D});
+            for (Buffer* t : {&s->q, &s->o}) t->resize(Shape{Bn, Tq, D});
+            for (Buffer* t : {&s->k, &s->v}) t->resize(Shape{Bn, Tk, D});
             s->probs.resize(Shape{Bn, config.heads, Tq, Tk});
             q = s->q.view(), k = s->k.view(), v = s->v.view(), p = s->probs.view(), o = s->o.view();
         } else {

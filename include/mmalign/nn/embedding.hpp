@@ -20,13 +20,15 @@ namespace mmalign {
 template <Backend B>
 struct Embedding {
     using T = typename B::Scalar;
+    using Buffer = typename B::Tensor;  // owning storage in the backend's memory
+    using Param = BasicParameter<Buffer>;
 
     struct Config {
         index_t rows = 0;  // vocabulary or table size
         index_t dim = 0;
     };
     struct Params {
-        Parameter<T> weight;  // [V, D]
+        Param weight;  // [V, D]
     };
     struct Saved {
         std::vector<std::int32_t> ids;  // [N]
@@ -40,7 +42,7 @@ struct Embedding {
         if (c.rows <= 0 || c.dim <= 0)
             throw ArgumentError("Embedding: rows and dim must be positive, found rows=" + std::to_string(c.rows) +
                                 " dim=" + std::to_string(c.dim));
-        params.weight = Parameter<T>(Shape{c.rows, c.dim});
+        params.weight = Param(Shape{c.rows, c.dim});
     }
 
     template <class F>
@@ -65,13 +67,15 @@ struct Embedding {
 template <Backend B>
 struct LearnedPositions {
     using T = typename B::Scalar;
+    using Buffer = typename B::Tensor;
+    using Param = BasicParameter<Buffer>;
 
     struct Config {
         index_t max_positions = 0;
         index_t dim = 0;
     };
     struct Params {
-        Parameter<T> weight;  // [P, D]
+        Param weight;  // [P, D]
     };
     struct Saved {
         index_t offset = 0;
@@ -84,7 +88,7 @@ struct LearnedPositions {
     explicit LearnedPositions(Config c) : config(c) {
         if (c.max_positions <= 0 || c.dim <= 0)
             throw ArgumentError("LearnedPositions: max_positions and dim must be positive");
-        params.weight = Parameter<T>(Shape{c.max_positions, c.dim});
+        params.weight = Param(Shape{c.max_positions, c.dim});
     }
 
     template <class F>

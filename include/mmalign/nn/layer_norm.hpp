@@ -15,19 +15,21 @@ namespace mmalign {
 template <Backend B>
 struct LayerNorm {
     using T = typename B::Scalar;
+    using Buffer = typename B::Tensor;  // owning storage in the backend's memory
+    using Param = BasicParameter<Buffer>;
 
     struct Config {
         index_t dim = 0;
         double eps = 1e-5;
     };
     struct Params {
-        Parameter<T> weight;  // [D]
-        Parameter<T> bias;    // [D]
+        Param weight;  // [D]
+        Param bias;    // [D]
     };
     struct Saved {
-        Tensor<T> x;     // [M, D]
-        Tensor<T> mean;  // [M]
-        Tensor<T> rstd;  // [M]
+        Buffer x;     // [M, D]
+        Buffer mean;  // [M]
+        Buffer rstd;  // [M]
     };
 
     Config config;
@@ -36,8 +38,9 @@ struct LayerNorm {
     LayerNorm() = default;
     explicit LayerNorm(Config c) : config(c) {
         if (c.dim <= 0) throw ArgumentError("LayerNorm: dim must be positive, found " + std::to_string(c.dim));
-        params.weight = Parameter<T>(Shape{c.dim}, T(1));
-        params.bias = Parameter<T>(Shape{c.dim});
+        params.weight = Param(Shape{c.dim});
+        params.weight.value.fill(T(1));
+        params.bias = Param(Shape{c.dim});
     }
 
     template <class F>

@@ -18,6 +18,8 @@ namespace mmalign {
 template <Backend B>
 struct Linear {
     using T = typename B::Scalar;
+    using Buffer = typename B::Tensor;  // owning storage in the backend's memory
+    using Param = BasicParameter<Buffer>;
 
     struct Config {
         index_t in = 0;
@@ -26,12 +28,12 @@ struct Linear {
         Activation activation = Activation::none;
     };
     struct Params {
-        Parameter<T> weight;  // [out, in]
-        Parameter<T> bias;    // [out], empty when Config::bias is false
+        Param weight;  // [out, in]
+        Param bias;    // [out], empty when Config::bias is false
     };
     struct Saved {
-        Tensor<T> x;    // [M, in]
-        Tensor<T> pre;  // [M, out], only with an activation
+        Buffer x;    // [M, in]
+        Buffer pre;  // [M, out], only with an activation
     };
 
     Config config;
@@ -42,8 +44,8 @@ struct Linear {
         if (c.in <= 0 || c.out <= 0)
             throw ArgumentError("Linear: in and out must be positive, found in=" + std::to_string(c.in) +
                                 " out=" + std::to_string(c.out));
-        params.weight = Parameter<T>(Shape{c.out, c.in});
-        if (c.bias) params.bias = Parameter<T>(Shape{c.out});
+        params.weight = Param(Shape{c.out, c.in});
+        if (c.bias) params.bias = Param(Shape{c.out});
     }
 
     template <class F>

@@ -54,6 +54,7 @@ struct BlockNames {
 template <Backend B, NormPlacement Norm>
 struct TransformerBlock {
     using T = typename B::Scalar;
+    using Buffer = typename B::Tensor;  // owning storage in the backend's memory
     using Attention = MultiHeadAttention<B>;
 
     struct Config {
@@ -119,7 +120,7 @@ struct TransformerBlock {
         if (x.data() == y.data()) throw ArgumentError("TransformerBlock: x and y must be distinct buffers");
         auto sc = be.scope();
         // Where an intermediate goes: into the child's saved input when training, else scratch.
-        auto slot = [&](Tensor<T>* saved) -> TensorView<T> {
+        auto slot = [&](Buffer* saved) -> TensorView<T> {
             if (!s) return sc.tensor(x.shape());
             saved->resize(x.shape());
             return saved->view();

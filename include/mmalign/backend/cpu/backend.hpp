@@ -33,6 +33,7 @@ class CpuBackend {
 
 public:
     using Scalar = T;
+    using Tensor = mmalign::Tensor<T>;  // what modules own: parameters, saved activations
     using Scope = typename cpu::ScratchArena<T>::Scope;
     using CrossEntropyResult = cpu::CrossEntropyResult<T>;
 
@@ -150,6 +151,9 @@ public:
     }
     void scale(T alpha, TensorView<T> x) { cpu::scale<T>(threads_, alpha, x.data(), x.numel()); }
     void copy(ConstView<T> src, TensorView<T> dst) { mmalign::copy<T>(src, dst); }
+    /// Transfers between host memory and the backend's memory (both plain copies here).
+    void from_host(ConstView<T> host, TensorView<T> dst) { mmalign::copy<T>(host, dst); }
+    void to_host(ConstView<T> src, TensorView<T> host) { mmalign::copy<T>(src, host); }
     void fill(TensorView<T> x, T v) { std::fill(x.begin(), x.end(), v); }
 
     // ---- embeddings ---------------------------------------------------------------------------
