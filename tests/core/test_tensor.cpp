@@ -82,3 +82,17 @@ TEST_CASE("copy moves elements between views of equal size and refuses others") 
     Tensor<float> c(Shape{3});
     CHECK_THROWS_AS(copy<float>(a.view(), c.view()), ShapeError);
 }
+
+TEST_CASE("zero-sized tensors and views are empty and safe to slice, fill and count") {
+    Tensor<float> none;
+    CHECK(none.empty());
+    CHECK(none.numel() == 0);
+    none.zero();  // no storage, nothing to write
+    CHECK(TensorView<float>{}.empty());
+    Tensor<float> scalar(Shape{});
+    CHECK_FALSE(scalar.empty());
+    Tensor<float> rows0(Shape{0, 5});
+    CHECK(rows0.view().slice(0, 0).numel() == 0);
+    CHECK(Shape({4, 0}).rows() == 4);
+    CHECK(Shape({0, 3}).rows() == 0);
+}

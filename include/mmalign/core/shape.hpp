@@ -42,7 +42,11 @@ public:
         return n;
     }
     /// Product of all extents but the last: the row count when viewed as a matrix.
-    index_t rows() const { return rank_ == 0 ? 1 : numel() / dims_[static_cast<std::size_t>(rank_ - 1)]; }
+    index_t rows() const {
+        index_t r = 1;
+        for (int i = 0; i + 1 < rank_; ++i) r *= dims_[static_cast<std::size_t>(i)];
+        return r;
+    }
     index_t cols() const { return rank_ == 0 ? 1 : dims_[static_cast<std::size_t>(rank_ - 1)]; }
 
     friend bool operator==(const Shape& a, const Shape& b) {

@@ -33,7 +33,8 @@ public:
     int rank() const { return shape_.rank(); }
     index_t dim(int i) const { return shape_[i]; }
     index_t numel() const { return shape_.numel(); }
-    bool empty() const { return data_ == nullptr; }
+    /// True for a view of nothing: no data (the default view, "no gradient wanted") or no elements.
+    bool empty() const { return data_ == nullptr || numel() == 0; }
 
     T* begin() const { return data_; }
     T* end() const { return data_ + numel(); }
@@ -49,10 +50,9 @@ public:
         if (rank() == 0 || begin < 0 || end < begin || end > dim(0))
             throw ShapeError("slice: [" + std::to_string(begin) + ", " + std::to_string(end) +
                              ") out of range for " + shape_.str());
-        Shape s = shape_;
-        index_t inner = rank() == 0 ? 1 : numel() / dim(0);
-        s = with_first(s, end - begin);
-        return {data_ + begin * inner, s};
+        index_t inner = 1;
+        for (int i = 1; i < rank(); ++i) inner *= dim(i);
+        return {data_ + begin * inner, with_first(shape_, end - begin)};
     }
 
     T& operator()(index_t i) const { return data_[i]; }
@@ -161,7 +161,7 @@ private:
     };
     std::unique_ptr<T, AlignedDelete> data_;
     index_t capacity_ = 0;
-    Shape shape_;
+    Shape shape_{0};  // a default Tensor holds no elements (Tensor(Shape{}) is a real scalar)
 };
 
 /// Copies `src` into `dst`; both must hold the same number of elements.
