@@ -3,7 +3,8 @@
 # Runs apt-get only when a package is missing; uses sudo when not run as root.
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config
-          libeigen3-dev libxtensor-dev doctest-dev nlohmann-json3-dev libopenblas-dev)
+          libeigen3-dev libxtensor-dev doctest-dev nlohmann-json3-dev libopenblas-dev
+          libstb-dev libjpeg62-turbo-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

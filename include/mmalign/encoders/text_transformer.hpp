@@ -1,0 +1,144 @@
+// mmalign/encoders/text_transformer.hpp — the CLIP text tower (HF CLIPTextTransformer).
+//
+//   ids [B, T] → token_embedding[ids] + position_embedding[0..T) → L pre-norm blocks under a
+//   causal mask combined with the padding mask → final_layer_norm → last_hidden_state [B, T, D]
+//   pooled[b] = last_hidden_state[b, eos_b]                                           [B, D]
+// EOS pooling follows transformers' CLIPTextTransformer (as of v5.24): when the config's
+// eos_token_id is 2 (the legacy value still in the OpenAI hub configs) the pooled position is
+// argmax(ids) — the first EOS, since 49407 is the largest id; otherwise it is the first position
+// whose id equals eos_token_id (position 0 when there is none). models.md §1.2 lists the older
+// and newer rules; all agree on CLIP-tokenized input.
+// HF keys (under "text_model"): embeddings.token_embedding.weight [V, D],
+// embeddings.position_embedding.weight [P, D], encoder.layers.{i}.*, final_layer_norm.*
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mmalign/nn/embedding.hpp"
+#include "mmalign/nn/transformer_stack.hpp"
+
+namespace mmalign {
+
+template <Backend B>
+struct TextTransformer {
+    using T = typename B::Scalar;
+    using Stack = TransformerStack<B, PreNorm>;
+
+    struct Config {
+        index_t vocab_size = 49408;
+        index_t max_positions = 77;
+        index_t hidden = 512;
+        index_t layers = 12;
+        index_t heads = 8;
+        index_t mlp_hidden = 2048;
+        Activation activation = Activation::quick_gelu;
+        double eps = 1e-5;
+        std::int64_t eos_token_id = 49407;
+    };
+    struct Saved {
+        typename Embedding<B>::Saved tokens;
+        typename Stack::Saved encoder;
+        typename LayerNorm<B>::Saved final_ln;
+        std::vector<index_t> pool_index;  // [B]
+    };
+
+    Config config;
+    Embedding<B> token_embedding;
+    LearnedPositions<B> position_embedding;
+    Stack encoder;
+    LayerNorm<B> final_layer_norm;
+
+    TextTransformer() = default;
+    explicit TextTransformer(Config c)
+        : config(c),
+          token_embedding({.rows = c.vocab_size, .dim = c.hidden}),
+          position_embedding({.max_positions = c.max_positions, .dim = c.hidden}),
+          encoder({.layers = c.layers,
+                   .block = {.dim = c.hidden, .heads = c.heads, .mlp_hidden = c.mlp_hidden, .activation = c.activation,
+                             .eps = c.eps, .names = BlockNames::clip()}}),
+          final_layer_norm({.dim = c.hidden, .eps = c.eps}) {}
+
+    template <class F>
+    void visit(F&& f, const std::string& prefix = "") {
+        token_embedding.visit(f, join_name(prefix, "embeddings.token_embedding"));
+        position_embedding.visit(f, join_name(prefix, "embeddings.position_embedding"));
+        encoder.visit(f, join_name(prefix, "encoder"));
+        final_layer_norm.visit(f, join_name(prefix, "final_layer_norm"));
+    }
+
+    /// The position each row is pooled at (see the header comment).
+    std::vector<index_t> pool_positions(std::span<const std::int32_t> ids, index_t Bn, index_t Tn) const {
+        std::vector<index_t> idx(static_cast<std::size_t>(Bn), 0);
+        for (index_t b = 0; b < Bn; ++b) {
+            const std::int32_t* row = ids.data() + b * Tn;
+            index_t best = 0;
+            for (index_t t = 0; t < Tn; ++t) {
+                if (config.eos_token_id == 2) {
+                    if (row[t] > row[best]) best = t;
+                } else if (row[t] == config.eos_token_id) {
+                    best = t;
+                    break;
+                }
+            }
+            idx[static_cast<std::size_t>(b)] = best;
+        }
+        return idx;
+    }
+
+    /// ids [B·T] (row-major [B, T]); attention_mask [B·T] (HF's 0/1, may be empty: all ones).
+    /// pooled [B, D]; last_hidden [B, T, D] is filled when not empty.
+    void forward(B& be, std::span<const std::int32_t> ids, std::span<const std::int32_t> attention_mask, index_t Bn,
+                 TensorView<T> last_hidden, TensorView<T> pooled, Saved* s = nullptr) const {
+        const index_t D = config.hidden;
+        if (Bn <= 0 || ids.empty() || static_cast<index_t>(ids.size()) % Bn)
+            throw ShapeError("TextTransformer: " + std::to_string(ids.size()) + " ids do not form " + std::to_string(Bn) +
+                             " rows");
+        const index_t Tn = static_cast<index_t>(ids.size()) / Bn;
+        if (!attention_mask.empty() && attention_mask.size() != ids.size())
+            throw ShapeError("TextTransformer attention_mask: expected " + std::to_string(ids.size()) +
+                             " entries, found " + std::to_string(attention_mask.size()));
+        if (Tn > config.max_positions)
+            throw ShapeError("TextTransformer: sequence length " + std::to_string(Tn) +
+                             " exceeds max_position_embeddings " + std::to_string(config.max_positions));
+        expect_shape(pooled.shape(), {Bn, D}, "TextTransformer pooled output");
+        if (!last_hidden.empty()) expect_shape(last_hidden.shape(), {Bn, Tn, D}, "TextTransformer last_hidden_state");
+        auto sc = be.scope();
+        auto emb = sc.tensor({Bn, Tn, D});
+        token_embedding.forward(be, ids, emb, s ? &s->tokens : nullptr);
+        position_embedding.forward(be, emb, emb);
+        auto h = sc.tensor({Bn, Tn, D});
+        const AttentionMask<T> mask{.key_keep = attention_mask.empty() ? nullptr : attention_mask.data(), .causal = true};
+        encoder.forward(be, emb, {}, mask, {}, h, s ? &s->encoder : nullptr);
+        TensorView<T> last = last_hidden.empty() ? sc.tensor({Bn, Tn, D}) : last_hidden;
+        final_layer_norm.forward(be, h, last, s ? &s->final_ln : nullptr);
+        const std::vector<index_t> idx = pool_positions(ids, Bn, Tn);
+        for (index_t b = 0; b < Bn; ++b)
+            be.copy(ConstView<T>(last.data() + (b * Tn + idx[static_cast<std::size_t>(b)]) * D, Shape{D}),
+                    TensorView<T>(pooled.data() + b * D, Shape{D}));
+        if (s) s->pool_index = idx;
+    }
+
+    /// d_pooled [B, D]; d_last_hidden [B, T, D] may be empty. Parameter gradients accumulate.
+    void backward(B& be, Saved& s, ConstView<T> d_pooled, ConstView<T> d_last_hidden, GradMode mode) {
+        const index_t D = config.hidden, Bn = d_pooled.dim(0);
+        const index_t Tn = static_cast<index_t>(s.tokens.ids.size()) / Bn;
+        auto sc = be.scope();
+        auto d_last = sc.tensor({Bn, Tn, D});
+        if (d_last_hidden.empty()) be.fill(d_last, T(0));
+        else be.copy(d_last_hidden, d_last);
+        for (index_t b = 0; b < Bn; ++b)
+            be.axpy(T(1), ConstView<T>(d_pooled.data() + b * D, Shape{D}),
+                    TensorView<T>(d_last.data() + (b * Tn + s.pool_index[static_cast<std::size_t>(b)]) * D, Shape{D}));
+        auto d_h = sc.tensor({Bn, Tn, D});
+        final_layer_norm.backward(be, s.final_ln, d_last, d_h, mode);
+        auto d_emb = sc.tensor({Bn, Tn, D});
+        encoder.backward(be, s.encoder, d_h, d_emb, {}, mode);
+        position_embedding.backward(be, {0}, d_emb, mode);
+        token_embedding.backward(be, s.tokens, d_emb, mode);
+    }
+};
+
+}  // namespace mmalign

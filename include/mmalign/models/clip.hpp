@@ -1,0 +1,154 @@
+// mmalign/models/clip.hpp — CLIP (Radford et al. 2021) as HF's CLIPModel computes it.
+//
+//        pixels ──► VisionTransformer ──► pooled ──► visual_projection ──► image features [Bi, E]
+//        ids    ──► TextTransformer   ──► pooled ──► text_projection   ──► text features  [Bt, E]
+//   image_embeds = i/‖i‖, text_embeds = t/‖t‖ (no eps), logits_per_text = exp(logit_scale)·t·iᵀ
+//   [Bt, Bi], logits_per_image = its transpose (models.md §1.2). HF does not clamp logit_scale.
+// HF keys: vision_model.*, text_model.*, visual_projection.weight [E, Dv], text_projection.weight
+// [E, Dt] (both without bias), logit_scale [] (a scalar).
+// Training goes through image_features/text_features (each with Saved and backward); the
+// contrastive objective owns normalisation, the scale and the loss.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "mmalign/encoders/text_transformer.hpp"
+#include "mmalign/encoders/vision_transformer.hpp"
+#include "mmalign/io/hf_config.hpp"
+#include "mmalign/nn/linear.hpp"
+
+namespace mmalign {
+
+template <Backend B>
+struct Clip {
+    using T = typename B::Scalar;
+    using Buffer = typename B::Tensor;
+    using Param = BasicParameter<Buffer>;
+
+    struct Config {
+        typename VisionTransformer<B>::Config vision;
+        typename TextTransformer<B>::Config text;
+        index_t projection_dim = 512;
+        double logit_scale_init = 2.6592;  // ln(1/0.07)
+
+        /// The model a HF config.json describes.
+        static Config from_hf(const io::ClipConfig& c) {
+            Config m;
+            m.vision = {.image_size = c.vision.image_size, .patch_size = c.vision.patch_size,
+                        .channels = c.vision.num_channels, .hidden = c.vision.hidden_size,
+                        .layers = c.vision.num_hidden_layers, .heads = c.vision.num_attention_heads,
+                        .mlp_hidden = c.vision.intermediate_size, .activation = c.vision.hidden_act,
+                        .eps = c.vision.layer_norm_eps};
+            m.text = {.vocab_size = c.text.vocab_size, .max_positions = c.text.max_position_embeddings,
+                      .hidden = c.text.hidden_size, .layers = c.text.num_hidden_layers,
+                      .heads = c.text.num_attention_heads, .mlp_hidden = c.text.intermediate_size,
+                      .activation = c.text.hidden_act, .eps = c.text.layer_norm_eps,
+                      .eos_token_id = c.text.eos_token_id};
+            m.projection_dim = c.projection_dim;
+            m.logit_scale_init = c.logit_scale_init_value;
+            return m;
+        }
+    };
+    struct ImageSaved {
+        typename VisionTransformer<B>::Saved vision;
+        typename Linear<B>::Saved projection;
+    };
+    struct TextSaved {
+        typename TextTransformer<B>::Saved text;
+        typename Linear<B>::Saved projection;
+    };
+    struct Output {
+        Buffer image_embeds;      // [Bi, E], unit rows
+        Buffer text_embeds;       // [Bt, E], unit rows
+        Buffer logits_per_image;  // [Bi, Bt]
+        Buffer logits_per_text;   // [Bt, Bi]
+    };
+
+    Config config;
+    VisionTransformer<B> vision_model;
+    TextTransformer<B> text_model;
+    Linear<B> visual_projection, text_projection;
+    Param logit_scale;  // [] — the log of the logit multiplier
+
+    Clip() = default;
+    explicit Clip(Config c)
+        : config(c),
+          vision_model(c.vision),
+          text_model(c.text),
+          visual_projection({.in = c.vision.hidden, .out = c.projection_dim, .bias = false}),
+          text_projection({.in = c.text.hidden, .out = c.projection_dim, .bias = false}),
+          logit_scale(Shape{}) {
+        logit_scale.value.fill(static_cast<T>(c.logit_scale_init));
+    }
+
+    template <class F>
+    void visit(F&& f, const std::string& prefix = "") {
+        text_model.visit(f, join_name(prefix, "text_model"));
+        vision_model.visit(f, join_name(prefix, "vision_model"));
+        visual_projection.visit(f, join_name(prefix, "visual_projection"));
+        text_projection.visit(f, join_name(prefix, "text_projection"));
+        f(join_name(prefix, "logit_scale"), logit_scale);
+    }
+
+    /// HF get_image_features: pixels [Bi, C, S, S] → features [Bi, E] (not normalised).
+    void image_features(B& be, ConstView<T> pixels, TensorView<T> features, ImageSaved* s = nullptr) const {
+        auto sc = be.scope();
+        auto pooled = sc.tensor({pixels.dim(0), config.vision.hidden});
+        vision_model.forward(be, pixels, {}, pooled, s ? &s->vision : nullptr);
+        visual_projection.forward(be, pooled, features, s ? &s->projection : nullptr);
+    }
+    void image_features_backward(B& be, ImageSaved& s, ConstView<T> d_features, GradMode mode) {
+        auto sc = be.scope();
+        auto d_pooled = sc.tensor({d_features.dim(0), config.vision.hidden});
+        visual_projection.backward(be, s.projection, d_features, d_pooled, mode);
+        vision_model.backward(be, s.vision, d_pooled, {}, mode);
+    }
+
+    /// HF get_text_features: ids [Bt·T], attention_mask [Bt·T] or empty → features [Bt, E].
+    void text_features(B& be, std::span<const std::int32_t> ids, std::span<const std::int32_t> attention_mask,
+                       index_t batch, TensorView<T> features, TextSaved* s = nullptr) const {
+        auto sc = be.scope();
+        auto pooled = sc.tensor({batch, config.text.hidden});
+        text_model.forward(be, ids, attention_mask, batch, {}, pooled, s ? &s->text : nullptr);
+        text_projection.forward(be, pooled, features, s ? &s->projection : nullptr);
+    }
+    void text_features_backward(B& be, TextSaved& s, ConstView<T> d_features, GradMode mode) {
+        auto sc = be.scope();
+        auto d_pooled = sc.tensor({d_features.dim(0), config.text.hidden});
+        text_projection.backward(be, s.projection, d_features, d_pooled, mode);
+        text_model.backward(be, s.text, d_pooled, {}, mode);
+    }
+
+    /// CLIPModel's forward for inference: normalised embeddings and both logit matrices.
+    Output forward(B& be, ConstView<T> pixels, std::span<const std::int32_t> ids,
+                   std::span<const std::int32_t> attention_mask, index_t text_batch) const {
+        const index_t Bi = pixels.dim(0), Bt = text_batch, E = config.projection_dim;
+        Output o;
+        o.image_embeds.resize(Shape{Bi, E});
+        o.text_embeds.resize(Shape{Bt, E});
+        image_features(be, pixels, o.image_embeds.view());
+        text_features(be, ids, attention_mask, Bt, o.text_embeds.view());
+        be.l2_normalize_forward(o.image_embeds.view(), o.image_embeds.view(), nullptr);
+        be.l2_normalize_forward(o.text_embeds.view(), o.text_embeds.view(), nullptr);
+        const T scale = std::exp(scalar_value(be, logit_scale.value.view()));
+        o.logits_per_text.resize(Shape{Bt, Bi});
+        o.logits_per_image.resize(Shape{Bi, Bt});
+        be.gemm(Trans::N, Trans::T, Bt, Bi, E, scale, o.text_embeds.data(), E, o.image_embeds.data(), E, T(0),
+                o.logits_per_text.data(), Bi);
+        be.gemm(Trans::N, Trans::T, Bi, Bt, E, scale, o.image_embeds.data(), E, o.text_embeds.data(), E, T(0),
+                o.logits_per_image.data(), Bt);
+        return o;
+    }
+
+private:
+    static T scalar_value(B& be, ConstView<T> v) {
+        T host = 0;
+        be.to_host(v, TensorView<T>(&host, Shape{}));
+        return host;
+    }
+};
+
+}  // namespace mmalign
