@@ -51,6 +51,7 @@ concept Backend = requires(B& be, typename B::Scalar s, TensorView<typename B::S
     be.sum_rows_accumulate(cv, p);
     be.patchify(cv, n, v);
     { be.sum(cv) } -> std::convertible_to<typename B::Scalar>;
+    { be.dot(cv, cv) } -> std::convertible_to<typename B::Scalar>;
 };
 
 }  // namespace mmalign

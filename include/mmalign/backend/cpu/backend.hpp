@@ -231,6 +231,13 @@ public:
         cpu::sum_rows_accumulate<T>(threads_, x.data(), x.shape().rows(), x.shape().cols(), out, scratch_);
     }
     T sum(ConstView<T> x) { return cpu::sum<T>(x.data(), x.numel()); }
+    /// Σ a ⊙ b, accumulated in double.
+    T dot(ConstView<T> a, ConstView<T> b) {
+        check_same(a, b, "dot operand");
+        double s = 0;
+        for (index_t i = 0; i < a.numel(); ++i) s += static_cast<double>(a.data()[i]) * static_cast<double>(b.data()[i]);
+        return static_cast<T>(s);
+    }
     T mean(ConstView<T> x) { return x.numel() ? sum(x) / static_cast<T>(x.numel()) : T(0); }
 
 private:
