@@ -50,6 +50,7 @@ concept Backend = requires(B& be, typename B::Scalar s, TensorView<typename B::S
     be.l2_normalize_backward(cv, cv, cp, v);
     be.sum_rows_accumulate(cv, p);
     be.patchify(cv, n, v);
+    be.adamw_step(v, cv, v, v, AdamWHyper{});
     { be.sum(cv) } -> std::convertible_to<typename B::Scalar>;
     { be.dot(cv, cv) } -> std::convertible_to<typename B::Scalar>;
 };

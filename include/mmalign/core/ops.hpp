@@ -54,4 +54,14 @@ struct AttentionMask {
     bool any() const { return key_keep || causal || additive; }
 };
 
+/// The hyper-parameters of one AdamW update (Loshchilov & Hutter 2019), step counted from 1.
+struct AdamWHyper {
+    double lr = 1e-3;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0.0;
+    std::int64_t step = 1;
+};
+
 }  // namespace mmalign

@@ -6,6 +6,7 @@
 // Views are row-major; every op checks the shapes it is given and throws ShapeError otherwise.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -223,6 +224,30 @@ public:
         check_same(y, d_x, "l2_normalize d_x");
         cpu::l2_normalize_backward<T>(threads_, d_y.data(), y.data(), norm, d_x.data(), y.shape().rows(),
                                       y.shape().cols());
+    }
+
+    // ---- optimizer ----------------------------------------------------------------------------
+    /// One AdamW step on one parameter, in torch.optim.AdamW's order of operations (single-tensor
+    /// path): p ← p·(1 − lr·wd); m ← m + (1−β1)(g − m); v ← β2·v + (1−β2)·g²;
+    /// p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + eps).
+    void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<T> m, TensorView<T> v, const AdamWHyper& h) {
+        check_same(p, g, "adamw gradient");
+        check_same(p, m, "adamw exp_avg");
+        check_same(p, v, "adamw exp_avg_sq");
+        const T decay = static_cast<T>(1.0 - h.lr * h.weight_decay);
+        const T b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2), eps = static_cast<T>(h.eps);
+        const T step_size = static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, double(h.step))));
+        const T bc2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))));
+        T *pd = p.data(), *md = m.data(), *vd = v.data();
+        const T* gd = g.data();
+        cpu::parallel_for(threads_, (p.numel() + 4095) / 4096, 4096 * 8, [&](index_t c) {
+            for (index_t i = c * 4096, e = std::min(p.numel(), (c + 1) * 4096); i < e; ++i) {
+                if (h.weight_decay != 0) pd[i] *= decay;
+                md[i] += (gd[i] - md[i]) * (T(1) - b1);
+                vd[i] = vd[i] * b2 + (T(1) - b2) * gd[i] * gd[i];
+                pd[i] += -step_size * md[i] / (std::sqrt(vd[i]) / bc2_sqrt + eps);  // torch addcdiv order
+            }
+        });
     }
 
     // ---- reductions ---------------------------------------------------------------------------

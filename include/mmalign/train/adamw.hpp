@@ -1,0 +1,86 @@
+// mmalign/train/adamw.hpp — AdamW (Loshchilov & Hutter 2019) over a module's parameters, as
+// torch.optim.AdamW updates them.
+//
+// State per parameter: exp_avg, exp_avg_sq (the backend's tensors), and one step count. Decay is
+// decoupled (p ← p·(1 − lr·wd) before the Adam update). By default no decay is applied to
+// parameters of rank < 2 (biases, LayerNorm weights, class embeddings, the logit scale) nor to
+// token/position embedding tables, following open_clip's exclusion of gains, biases and
+// embeddings; `decay_filter` replaces that rule. Frozen parameters (requires_grad = false) are
+// skipped. State is keyed by the visitor's names, so a checkpoint can save and restore it.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "mmalign/core/backend.hpp"
+#include "mmalign/core/parameter.hpp"
+
+namespace mmalign {
+
+/// open_clip-style rule: decay only matrices, and not token/position embedding tables.
+inline bool default_weight_decay_filter(const std::string& name, const Shape& shape) {
+    if (shape.rank() < 2) return false;
+    for (const char* e : {"token_embedding", "position_embedding", "embed_tokens", "embed_positions",
+                          "word_embeddings", "position_embeddings"})
+        if (name.find(e) != std::string::npos) return false;
+    return true;
+}
+
+template <Backend B>
+class AdamW {
+public:
+    using T = typename B::Scalar;
+    using Buffer = typename B::Tensor;
+
+    struct Config {
+        double lr = 1e-3;
+        double beta1 = 0.9;
+        double beta2 = 0.999;
+        double eps = 1e-8;
+        double weight_decay = 0.01;
+        std::function<bool(const std::string&, const Shape&)> decay_filter = default_weight_decay_filter;
+    };
+    struct State {
+        Buffer exp_avg, exp_avg_sq;
+    };
+
+    Config config;
+
+    AdamW() = default;
+    explicit AdamW(Config c) : config(std::move(c)) {}
+
+    std::int64_t step_count() const { return step_; }
+    void set_step_count(std::int64_t s) { step_ = s; }
+    std::map<std::string, State>& state() { return state_; }
+
+    /// One update of every trainable parameter of `module` with learning rate `lr`.
+    template <class M>
+    void step(B& be, M& module, double lr) {
+        ++step_;
+        module.visit([&](const std::string& name, auto& p) {
+            if (!p.requires_grad) return;
+            State& st = state_[name];
+            if (st.exp_avg.numel() != p.value.numel() || !(st.exp_avg.shape() == p.shape())) {
+                st.exp_avg.resize(p.shape());
+                st.exp_avg_sq.resize(p.shape());
+                st.exp_avg.zero();
+                st.exp_avg_sq.zero();
+            }
+            const double wd = config.decay_filter(name, p.shape()) ? config.weight_decay : 0.0;
+            be.adamw_step(p.value.view(), p.grad.view(), st.exp_avg.view(), st.exp_avg_sq.view(),
+                          AdamWHyper{.lr = lr, .beta1 = config.beta1, .beta2 = config.beta2, .eps = config.eps,
+                                     .weight_decay = wd, .step = step_});
+        });
+    }
+    template <class M>
+    void step(B& be, M& module) {
+        step(be, module, config.lr);
+    }
+
+private:
+    std::map<std::string, State> state_;
+    std::int64_t step_ = 0;
+};
+
+}  // namespace mmalign
