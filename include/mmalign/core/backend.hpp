@@ -27,6 +27,7 @@ concept Backend = requires(B& be, typename B::Scalar s, TensorView<typename B::S
     { be.threads() } -> std::convertible_to<int>;
     be.gemm(t, t, n, n, n, s, cp, n, cp, n, s, p, n);
     be.gemm_strided_batched(t, t, n, n, n, s, cp, n, n, cp, n, n, s, p, n, n, n);
+    be.gemm_batched_2d(t, t, n, n, n, s, cp, n, n, n, cp, n, n, n, s, p, n, n, n, n, n);
     be.linear_forward(cv, cv, cp, act, v, p);
     be.layer_norm_forward(cv, cv, cv, 1e-5, v, p, p);
     be.layer_norm_backward(cv, cv, cv, cp, cp, v, p, p);

@@ -129,23 +129,18 @@ struct MultiHeadAttention {
         auto d_p = sc.tensor({Bn, H, Tq, Tk});
         auto d_q = sc.tensor({Bn, Tq, D}), d_k = sc.tensor({Bn, Tk, D}), d_v = sc.tensor({Bn, Tk, D});
         const T* P = s.probs.data();
-        for (index_t b = 0; b < Bn; ++b) {
-            const index_t pq = b * H * Tq * Tk, xq = b * Tq * D, xk = b * Tk * D;
-            // d_P_h = d_o_h · v_hᵀ,   d_v_h = P_hᵀ · d_o_h
-            be.gemm_strided_batched(Trans::N, Trans::T, Tq, Tk, dh, T(1), d_o.data() + xq, D, dh, s.v.data() + xk, D, dh,
-                                    T(0), d_p.data() + pq, Tk, Tq * Tk, H);
-            be.gemm_strided_batched(Trans::T, Trans::N, Tk, dh, Tq, T(1), P + pq, Tk, Tq * Tk, d_o.data() + xq, D, dh,
-                                    T(0), d_v.data() + xk, D, dh, H);
-        }
+        // Per (batch, head): d_P = d_o · vᵀ, d_v = Pᵀ · d_o   (heads are column blocks of width dh)
+        const index_t PQ = H * Tq * Tk, XQ = Tq * D, XK = Tk * D;
+        be.gemm_batched_2d(Trans::N, Trans::T, Tq, Tk, dh, T(1), d_o.data(), D, XQ, dh, s.v.data(), D, XK, dh, T(0),
+                           d_p.data(), Tk, PQ, Tq * Tk, Bn, H);
+        be.gemm_batched_2d(Trans::T, Trans::N, Tk, dh, Tq, T(1), P, Tk, PQ, Tq * Tk, d_o.data(), D, XQ, dh, T(0),
+                           d_v.data(), D, XK, dh, Bn, H);
         be.attention_softmax_backward(s.probs.view(), d_p, scale());
-        for (index_t b = 0; b < Bn; ++b) {
-            const index_t pq = b * H * Tq * Tk, xq = b * Tq * D, xk = b * Tk * D;
-            // d_q_h = d_S_h · k_h,   d_k_h = d_S_hᵀ · q_h
-            be.gemm_strided_batched(Trans::N, Trans::N, Tq, dh, Tk, T(1), d_p.data() + pq, Tk, Tq * Tk, s.k.data() + xk, D,
-                                    dh, T(0), d_q.data() + xq, D, dh, H);
-            be.gemm_strided_batched(Trans::T, Trans::N, Tk, dh, Tq, T(1), d_p.data() + pq, Tk, Tq * Tk, s.q.data() + xq, D,
-                                    dh, T(0), d_k.data() + xk, D, dh, H);
-        }
+        // d_q = d_S · k,   d_k = d_Sᵀ · q
+        be.gemm_batched_2d(Trans::N, Trans::N, Tq, dh, Tk, T(1), d_p.data(), Tk, PQ, Tq * Tk, s.k.data(), D, XK, dh, T(0),
+                           d_q.data(), D, XQ, dh, Bn, H);
+        be.gemm_batched_2d(Trans::T, Trans::N, Tk, dh, Tq, T(1), d_p.data(), Tk, PQ, Tq * Tk, s.q.data(), D, XQ, dh, T(0),
+                           d_k.data(), D, XK, dh, Bn, H);
         q_proj.backward_from(be, s.x.view(), {}, d_q, d_x, mode, d_x_accumulate);
         if (s.cross) {
             k_proj.backward_from(be, s.ctx.view(), {}, d_k, d_ctx, mode, true);
@@ -194,13 +189,11 @@ private:
     void attend(B& be, const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t Bn, index_t Tq, index_t Tk,
                 const AttentionMask<T>& mask, TensorView<T> p, T* o) const {
         const index_t D = config.dim, H = config.heads, dh = head_dim();
-        for (index_t b = 0; b < Bn; ++b)
-            be.gemm_strided_batched(Trans::N, Trans::T, Tq, Tk, dh, T(1), q + b * Tq * D, D, dh, k + b * kv_batch_stride, D,
-                                    dh, T(0), p.data() + b * H * Tq * Tk, Tk, Tq * Tk, H);
+        be.gemm_batched_2d(Trans::N, Trans::T, Tq, Tk, dh, T(1), q, D, Tq * D, dh, k, D, kv_batch_stride, dh, T(0), p.data(),
+                           Tk, H * Tq * Tk, Tq * Tk, Bn, H);
         be.attention_softmax_forward(p, scale(), mask);
-        for (index_t b = 0; b < Bn; ++b)
-            be.gemm_strided_batched(Trans::N, Trans::N, Tq, dh, Tk, T(1), p.data() + b * H * Tq * Tk, Tk, Tq * Tk,
-                                    v + b * kv_batch_stride, D, dh, T(0), o + b * Tq * D, D, dh, H);
+        be.gemm_batched_2d(Trans::N, Trans::N, Tq, dh, Tk, T(1), p.data(), Tk, H * Tq * Tk, Tq * Tk, v, D, kv_batch_stride,
+                           dh, T(0), o, D, Tq * D, dh, Bn, H);
     }
 };
 

@@ -70,6 +70,14 @@ public:
                                      ldc, stride_c, batch);
     }
 
+    /// outer × inner products; (o, i) starts at a + o·outer_a + i·inner_a (likewise b, c).
+    void gemm_batched_2d(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                         index_t outer_a, index_t inner_a, const T* b, index_t ldb, index_t outer_b, index_t inner_b, T beta,
+                         T* c, index_t ldc, index_t outer_c, index_t inner_c, index_t outer, index_t inner) {
+        cpu::gemm_batched_2d<T>(threads_, ta, tb, m, n, k, alpha, a, lda, outer_a, inner_a, b, ldb, outer_b, inner_b, beta,
+                                c, ldc, outer_c, inner_c, outer, inner);
+    }
+
     /// y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]) — torch.nn.Linear's layout, with the bias and
     /// activation applied in one pass over y. `pre` (nullable, [M, N]) receives the value before
     /// the activation, which the activation's backward needs. `bias` may be null.

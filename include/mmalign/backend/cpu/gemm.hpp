@@ -106,7 +106,8 @@ void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, 
     if (impl == GemmImpl::blas)
         throw ArgumentError("gemm: GemmImpl::blas requested but mmalign was built without MMALIGN_USE_BLAS");
 #endif
-    Eigen::setNbThreads(threads);
+    // A product of a few MFLOP takes less than starting and joining Eigen's OpenMP team.
+    Eigen::setNbThreads(2 * m * n * k < (index_t(1) << 22) ? 1 : threads);
     detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -125,6 +126,22 @@ void gemm_strided_batched(int threads, Trans ta, Trans tb, index_t m, index_t n,
     parallel_for(threads, batch, 2 * m * n * k, [&](index_t i) {
         detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
                               c + i * stride_c, ldc);
+    });
+}
+
+/// `outer × inner` independent products; product (o, i) reads a + o·outer_a + i·inner_a (likewise
+/// b, c). Attention's per-(batch, head) products over [B, T, H·d] tensors are one such call, so
+/// all B·H of them are spread over the threads at once.
+template <class T>
+void gemm_batched_2d(int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                     index_t outer_a, index_t inner_a, const T* b, index_t ldb, index_t outer_b, index_t inner_b, T beta,
+                     T* c, index_t ldc, index_t outer_c, index_t inner_c, index_t outer, index_t inner) {
+    detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
+    if (m == 0 || n == 0 || outer == 0 || inner == 0) return;
+    parallel_for(threads, outer * inner, 2 * m * n * std::max<index_t>(k, 1), [&](index_t i) {
+        const index_t o = i / inner, j = i % inner;
+        detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a + o * outer_a + j * inner_a, lda, b + o * outer_b + j * inner_b, ldb,
+                              beta, c + o * outer_c + j * inner_c, ldc);
     });
 }
 
