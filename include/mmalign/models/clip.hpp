@@ -12,12 +12,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <random>
 #include <span>
 #include <string>
 
 #include "mmalign/encoders/text_transformer.hpp"
 #include "mmalign/encoders/vision_transformer.hpp"
 #include "mmalign/io/hf_config.hpp"
+#include "mmalign/io/safetensors.hpp"
 #include "mmalign/nn/linear.hpp"
 
 namespace mmalign {
@@ -141,6 +143,52 @@ struct Clip {
         be.gemm(Trans::N, Trans::T, Bi, Bt, E, scale, o.image_embeds.data(), E, o.text_embeds.data(), E, T(0),
                 o.logits_per_image.data(), Bt);
         return o;
+    }
+
+    /// Random initialisation as transformers' CLIPPreTrainedModel._init_weights (factor 1):
+    /// embeddings N(0, 0.02), class embedding N(0, D^-½), q/k/v and fc2 N(0, D^-½·(2L)^-½),
+    /// out_proj N(0, D^-½), fc1 N(0, (2D)^-½), projections N(0, D^-½), biases 0, LayerNorm 1/0,
+    /// logit_scale = logit_scale_init. Deterministic for a seed. Host storage.
+    void init_like_hf(unsigned seed) {
+        std::mt19937_64 rng(seed);
+        auto normal = [&](Param& p, double std) {
+            std::normal_distribution<double> d(0.0, std);
+            for (auto& v : p.value) v = static_cast<T>(d(rng));
+        };
+        auto tower = [&](auto& stack, double D, double L) {
+            const double in_std = std::pow(D, -0.5) * std::pow(2 * std::max(L, 1.0), -0.5);
+            for (auto& layer : stack.layers) {
+                for (auto* lin : {&layer.attn.q_proj, &layer.attn.k_proj, &layer.attn.v_proj}) normal(lin->params.weight, in_std);
+                normal(layer.attn.out_proj.params.weight, std::pow(D, -0.5));
+                normal(layer.mlp.fc1.params.weight, std::pow(2 * D, -0.5));
+                normal(layer.mlp.fc2.params.weight, in_std);
+            }
+        };
+        visit([](const std::string& name, Param& p) {
+            const bool is_weight = name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
+            const bool is_norm = name.find("norm") != std::string::npos;
+            p.value.fill(is_norm && is_weight ? T(1) : T(0));
+        });
+        const double Dv = double(config.vision.hidden), Dt = double(config.text.hidden);
+        normal(text_model.token_embedding.params.weight, 0.02);
+        normal(text_model.position_embedding.params.weight, 0.02);
+        normal(vision_model.class_embedding, std::pow(Dv, -0.5));
+        normal(vision_model.patch_embedding, 0.02);
+        normal(vision_model.position_embedding.params.weight, 0.02);
+        tower(vision_model.encoder, Dv, double(config.vision.layers));
+        tower(text_model.encoder, Dt, double(config.text.layers));
+        normal(text_projection.params.weight, std::pow(Dt, -0.5));
+        normal(visual_projection.params.weight, std::pow(Dv, -0.5));
+        logit_scale.value.fill(static_cast<T>(config.logit_scale_init));
+    }
+
+    /// A Hugging Face CLIP folder: config.json plus model.safetensors (or a sharded index).
+    /// Checkpoint keys the model does not use (old position_ids buffers) are ignored only where
+    /// io::load_parameters ignores them; any missing or misshapen tensor is an IoError.
+    static Clip from_pretrained(B& be, const std::string& dir) {
+        Clip m(Config::from_hf(io::load_clip_config(dir + "/config.json")));
+        io::load_parameters(be, m, io::Checkpoint::open(dir), "");
+        return m;
     }
 
 private:

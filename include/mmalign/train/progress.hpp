@@ -1,0 +1,89 @@
+// mmalign/train/progress.hpp — training progress on stderr and metrics as JSON lines.
+//
+// Progress draws a one-line bar with step rate and ETA when stderr is a terminal, and prints a
+// plain line at most every `interval` seconds otherwise (CI logs, files), so logs stay readable.
+// MetricsLog appends one JSON object per line and flushes it, so a crashed run keeps its history.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "mmalign/core/error.hpp"
+
+namespace mmalign {
+
+class Progress {
+public:
+    Progress(long total, std::string label, double interval_seconds = 10.0)
+        : total_(total), label_(std::move(label)), interval_(interval_seconds), tty_(::isatty(STDERR_FILENO) == 1),
+          start_(Clock::now()), last_(start_) {}
+
+    /// `done` steps finished out of total; `status` is appended (e.g. "loss 0.41").
+    void update(long done, const std::string& status) {
+        const auto now = Clock::now();
+        const double since = seconds(last_, now);
+        if (!tty_ && since < interval_ && done < total_) return;
+        if (tty_ && since < 0.1 && done < total_) return;
+        last_ = now;
+        if (first_done_ < 0) first_done_ = done, first_time_ = now;
+        const double elapsed = seconds(first_time_, now);
+        const double rate = elapsed > 0 ? double(done - first_done_) / elapsed : 0.0;
+        const double eta = rate > 0 ? double(total_ - done) / rate : 0.0;
+        char buf[256];
+        if (tty_) {
+            const int width = 24, fill = total_ ? int(width * done / total_) : width;
+            std::string bar(std::size_t(fill), '#');
+            bar.resize(width, '.');
+            std::snprintf(buf, sizeof buf, "\r%s [%s] %ld/%ld %.1f it/s ETA %s %s\033[K", label_.c_str(), bar.c_str(), done,
+                          total_, rate, clock(eta).c_str(), status.c_str());
+        } else {
+            std::snprintf(buf, sizeof buf, "%s %ld/%ld %.1f it/s ETA %s %s\n", label_.c_str(), done, total_, rate,
+                          clock(eta).c_str(), status.c_str());
+        }
+        std::fputs(buf, stderr);
+        if (tty_ && done >= total_) std::fputc('\n', stderr);
+        std::fflush(stderr);
+    }
+    double elapsed_seconds() const { return seconds(start_, Clock::now()); }
+
+private:
+    using Clock = std::chrono::steady_clock;
+    static double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+    static std::string clock(double s) {
+        char b[32];
+        const long t = long(s);
+        std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
+        return b;
+    }
+
+    long total_;
+    std::string label_;
+    double interval_;
+    bool tty_;
+    Clock::time_point start_, last_, first_time_;
+    long first_done_ = -1;
+};
+
+class MetricsLog {
+public:
+    /// Truncates `path` unless `append` (resuming a run appends to its history).
+    explicit MetricsLog(const std::string& path, bool append = false)
+        : out_(path, append ? std::ios::app : std::ios::trunc) {
+        if (!out_) throw IoError(path + ": cannot open the metrics file for writing");
+    }
+    void write(const nlohmann::json& record) {
+        out_ << record.dump() << '\n';
+        out_.flush();
+    }
+
+private:
+    std::ofstream out_;
+};
+
+}  // namespace mmalign
