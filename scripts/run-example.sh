@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds and runs the quickstart example (examples/quickstart).
+# Builds the examples and runs the main one: CLIP trained from scratch on Fashion-MNIST, then
+# evaluated zero-shot (examples/clip_fashion_mnist). Arguments go to the example, e.g. --quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMALIGN_BUILD_TESTS=OFF -DMMALIGN_BUILD_BENCHMARKS=OFF
-cmake --build build --target quickstart
-./build/examples/quickstart
+cmake --build build --target clip_fashion_mnist quickstart
+./build/examples/clip_fashion_mnist --out build/clip_fashion_mnist "$@"

@@ -1,4 +1,4 @@
-// mmalign/mmalign.hpp — the umbrella header: every CPU part of mmalign.
+// mmalign/mmalign.hpp — the umbrella header: every CPU part of mmalign that needs no link library.
 // CUDA parts live under mmalign/backend/cuda/ and need nvcc; they are never included here.
 #pragma once
 
@@ -18,3 +18,24 @@
 #include "mmalign/nn/mlp.hpp"
 #include "mmalign/nn/transformer_block.hpp"
 #include "mmalign/nn/transformer_stack.hpp"
+
+#include "mmalign/encoders/text_transformer.hpp"
+#include "mmalign/encoders/vision_transformer.hpp"
+#include "mmalign/models/clip.hpp"
+
+#include "mmalign/objectives/contrastive.hpp"
+#include "mmalign/objectives/language_modeling.hpp"
+#include "mmalign/objectives/matching.hpp"
+
+#include "mmalign/train/adamw.hpp"
+#include "mmalign/train/checkpoint.hpp"
+#include "mmalign/train/gradients.hpp"
+#include "mmalign/train/progress.hpp"
+#include "mmalign/train/schedule.hpp"
+
+// Outside data. io/image.hpp is not included here: it needs libjpeg-turbo at link time
+// (target mmalign::image).
+#include "mmalign/io/clip_tokenizer.hpp"
+#include "mmalign/io/hf_config.hpp"
+#include "mmalign/io/idx.hpp"
+#include "mmalign/io/safetensors.hpp"

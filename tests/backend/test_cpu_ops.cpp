@@ -24,8 +24,8 @@ Tensor<double> random_tensor(Shape s, unsigned seed, double lo = -1, double hi =
 }
 
 template <class T>
-void check_gemm_all_transposes(CpuBackend<T>& be, double tol) {
-    const index_t m = 37, n = 29, k = 41, pad = 3;  // odd sizes, padded leading dimensions
+void check_gemm_all_transposes(CpuBackend<T>& be, double tol, index_t m = 37, index_t n = 29, index_t k = 41) {
+    const index_t pad = 3;  // padded leading dimensions
     for (Trans ta : {Trans::N, Trans::T})
         for (Trans tb : {Trans::N, Trans::T}) {
             const index_t a_rows = ta == Trans::N ? m : k, a_cols = ta == Trans::N ? k : m;
@@ -54,6 +54,17 @@ TEST_CASE("gemm equals the triple loop for every transpose pair, leading dimensi
         CpuBackend<float> bb({.threads = 1, .gemm = cpu::GemmImpl::blas});
         float x = 1, y = 0;
         CHECK_THROWS_AS(bb.gemm(Trans::N, Trans::N, 1, 1, 1, 1.f, &x, 1, &x, 1, 0.f, &y, 1), ArgumentError);
+    }
+}
+
+TEST_CASE("products split over two threads by rows or by columns equal the triple loop") {
+    CpuBackend<double> bd({.threads = 2, .gemm = cpu::GemmImpl::eigen});
+    check_gemm_all_transposes(bd, 1e-10, 301, 70, 61);  // tall: row blocks
+    check_gemm_all_transposes(bd, 1e-10, 40, 403, 81);  // wide and short: column blocks
+    if constexpr (cpu::blas_available) {
+        CpuBackend<float> bb({.threads = 2, .gemm = cpu::GemmImpl::blas});
+        check_gemm_all_transposes(bb, 1e-3, 301, 70, 61);
+        check_gemm_all_transposes(bb, 1e-3, 40, 403, 81);
     }
 }
 

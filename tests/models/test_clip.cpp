@@ -140,3 +140,27 @@ TEST_CASE("bad config.json values are named: wrong type, unknown activation, inc
                          "config.json: vision_config.image_size 30 is not a multiple of patch_size 7", IoError);
     CHECK_THROWS_AS(io::load_clip_config(fixtures + "no_such_dir/config.json"), IoError);
 }
+
+TEST_CASE("init_like_hf draws each group with transformers' CLIP standard deviations, reproducibly") {
+    Clip<Be>::Config c;
+    c.vision = {.image_size = 32, .patch_size = 8, .hidden = 64, .layers = 2, .heads = 4, .mlp_hidden = 128};
+    c.text = {.vocab_size = 500, .max_positions = 16, .hidden = 48, .layers = 3, .heads = 4, .mlp_hidden = 96};
+    c.projection_dim = 32;
+    Clip<Be> a(c), b(c);
+    a.init_like_hf(3);
+    b.init_like_hf(3);
+    auto stddev = [](const Tensor<float>& t) {
+        double s = 0;
+        for (float v : t) s += double(v) * v;
+        return std::sqrt(s / double(t.numel()));
+    };
+    // q_proj of the vision tower: D^-½·(2L)^-½ = 64^-½·4^-½ = 0.0625; fc1: (2D)^-½ = 0.0884
+    CHECK(stddev(a.vision_model.encoder.layers[0].attn.q_proj.params.weight.value) == doctest::Approx(0.0625).epsilon(0.05));
+    CHECK(stddev(a.vision_model.encoder.layers[1].mlp.fc1.params.weight.value) == doctest::Approx(0.0884).epsilon(0.05));
+    CHECK(stddev(a.text_model.token_embedding.params.weight.value) == doctest::Approx(0.02).epsilon(0.05));
+    CHECK(stddev(a.text_projection.params.weight.value) == doctest::Approx(1 / std::sqrt(48.0)).epsilon(0.05));
+    CHECK(a.vision_model.post_layernorm.params.weight.value(3) == 1.f);
+    CHECK(a.vision_model.encoder.layers[0].attn.q_proj.params.bias.value(0) == 0.f);
+    CHECK(a.logit_scale.value(0) == doctest::Approx(2.6592));
+    CHECK(a.text_model.token_embedding.params.weight.value(7, 3) == b.text_model.token_embedding.params.weight.value(7, 3));
+}

@@ -4,9 +4,9 @@
 //
 // Row-major operands are Eigen::Map'ed with an outer stride (the leading dimension), so any
 // sub-matrix of a larger tensor — one head's columns of [B, T, D], say — is a valid operand.
-// With MMALIGN_USE_BLAS the single products can go to cblas_?gemm instead (GemmImpl::blas);
-// strided batches always run one Eigen product per thread, since the small per-head products of
-// attention gain more from batch parallelism than from a threaded BLAS call each.
+// With MMALIGN_USE_BLAS the single products can go to cblas_?gemm instead (GemmImpl::blas).
+// Threads: a single product is split into row (or column) blocks, one single-threaded library
+// call per OpenMP thread; batches run one Eigen product per thread.
 #pragma once
 
 #include <Eigen/Core>
@@ -90,25 +90,60 @@ inline void check_gemm_args(Trans ta, Trans tb, index_t m, index_t n, index_t k,
 
 }  // namespace detail
 
-/// One product. `threads` is the team Eigen (or OpenBLAS) may use for it.
+/// One product on the calling thread (Eigen or OpenBLAS each limited to one thread).
+template <class T>
+void gemm_serial(GemmImpl impl, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                 const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+#if defined(MMALIGN_USE_BLAS)
+    if (impl == GemmImpl::blas) {
+        detail::blas_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#else
+    (void)impl;
+#endif
+    detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// One product, split over `threads` OpenMP threads by blocks of rows of C (or of columns when C
+/// is wide and short), each block one single-threaded Eigen/OpenBLAS call. All CPU parallelism
+/// then comes from one OpenMP team: Eigen's and OpenBLAS's own thread pools would otherwise spin
+/// against the OpenMP kernels around them on a small machine (docs/performance.md).
 template <class T>
 void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
           index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc) {
     detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0) return;
-#if defined(MMALIGN_USE_BLAS)
-    if (impl == GemmImpl::blas) {
-        openblas_set_num_threads(threads);
-        detail::blas_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
-#else
+#if !defined(MMALIGN_USE_BLAS)
     if (impl == GemmImpl::blas)
         throw ArgumentError("gemm: GemmImpl::blas requested but mmalign was built without MMALIGN_USE_BLAS");
+#else
+    static const bool single_threaded_blas = (openblas_set_num_threads(1), true);  // once per process
+    (void)single_threaded_blas;
 #endif
-    // A product of a few MFLOP takes less than starting and joining Eigen's OpenMP team.
-    Eigen::setNbThreads(2 * m * n * k < (index_t(1) << 22) ? 1 : threads);
-    detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    Eigen::setNbThreads(1);
+    const index_t flops = 2 * m * n * std::max<index_t>(k, 1);
+    const int team = flops < (index_t(1) << 21) ? 1 : threads;
+    if (team <= 1) {
+        gemm_serial<T>(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    // Blocks aligned to 16 rows (columns) so each stays a whole number of kernel panels.
+    const bool by_rows = m >= n || m >= 16 * team;
+    const index_t extent = by_rows ? m : n;
+    const index_t block = (extent + team - 1) / team;
+    const index_t aligned = (block + 15) / 16 * 16;
+    const index_t parts = (extent + aligned - 1) / aligned;
+    parallel_for(team, parts, parallel_grain, [&](index_t p) {
+        const index_t lo = p * aligned, len = std::min(aligned, extent - lo);
+        if (by_rows) {
+            const T* ap = ta == Trans::N ? a + lo * lda : a + lo;  // rows of op(A)
+            gemm_serial<T>(impl, ta, tb, len, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc);
+        } else {
+            const T* bp = tb == Trans::N ? b + lo : b + lo * ldb;  // columns of op(B)
+            gemm_serial<T>(impl, ta, tb, m, len, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc);
+        }
+    });
 }
 
 /// `batch` independent products; operand i starts at a + i·stride_a (likewise b, c).
@@ -118,11 +153,7 @@ void gemm_strided_batched(int threads, Trans ta, Trans tb, index_t m, index_t n,
                           index_t ldc, index_t stride_c, index_t batch) {
     detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0) return;
-    if (batch == 1) {
-        Eigen::setNbThreads(threads);
-        detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
+    Eigen::setNbThreads(1);
     parallel_for(threads, batch, 2 * m * n * k, [&](index_t i) {
         detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
                               c + i * stride_c, ldc);
@@ -138,6 +169,7 @@ void gemm_batched_2d(int threads, Trans ta, Trans tb, index_t m, index_t n, inde
                      T* c, index_t ldc, index_t outer_c, index_t inner_c, index_t outer, index_t inner) {
     detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0 || outer == 0 || inner == 0) return;
+    Eigen::setNbThreads(1);
     parallel_for(threads, outer * inner, 2 * m * n * std::max<index_t>(k, 1), [&](index_t i) {
         const index_t o = i / inner, j = i % inner;
         detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a + o * outer_a + j * inner_a, lda, b + o * outer_b + j * inner_b, ldb,

@@ -1,0 +1,407 @@
+// Trains a small CLIP from scratch on Fashion-MNIST (Xiao et al. 2017) and evaluates it
+// zero-shot: images are paired with captions drawn from templates over their class name, the
+// model learns only from the InfoNCE objective, and classification at test time prompts each
+// class name through the template ensemble, as CLIP's zero-shot evaluation does.
+//
+//   clip_fashion_mnist [--data DIR] [--out DIR] [--quick] [--epochs E] [--batch B] [--threads T]
+//                      [--seed S] [--steps N] [--stop-after N] [--resume CKPT]
+//
+// Data: the Debian package dataset-fashion-mnist (IDX gzip under /usr/share/datasets/fashion-mnist).
+// Writes OUT/checkpoint.safetensors, OUT/metrics.jsonl and OUT/curves.png, and prints
+//   zero-shot top1=… i2t_R@1=… t2i_R@1=… train_seconds=…
+// Same-class pairs in a batch share their captions' meaning, so the contrastive targets spread
+// over every same-class pair (soft targets, as BLIP's retrieval fine-tuning does with image ids)
+// instead of treating them as negatives.
+#include <mmalign/backend/cpu/backend.hpp>
+#include <mmalign/io/idx.hpp>
+#include <mmalign/models/clip.hpp>
+#include <mmalign/objectives/contrastive.hpp>
+#include <mmalign/train/adamw.hpp>
+#include <mmalign/train/checkpoint.hpp>
+#include <mmalign/train/gradients.hpp>
+#include <mmalign/train/progress.hpp>
+#include <mmalign/train/schedule.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "plot.hpp"
+
+using namespace mmalign;
+using Be = CpuBackend<float>;
+
+namespace {
+
+const char* const kClasses[10] = {"t-shirt", "trouser", "pullover", "dress", "coat",
+                                  "sandal",  "shirt",   "sneaker",  "bag",   "ankle boot"};
+const char* const kTemplates[] = {"a photo of a {}.",          "a black and white photo of a {}.",
+                                  "a {} on a plain background.", "a low resolution photo of a {}.",
+                                  "a picture of a {}.",        "an image of a {}.",
+                                  "a small photo of a {}.",    "a grayscale image of a {}."};
+constexpr int kNumTemplates = int(sizeof kTemplates / sizeof *kTemplates);
+
+struct Options {
+    std::string data = "/usr/share/datasets/fashion-mnist";
+    std::string out = "clip_fashion_mnist_out";
+    std::string resume;
+    bool quick = false;
+    int epochs = 12;
+    int batch = 256;
+    int threads = 2;
+    unsigned seed = 0;
+    long steps = -1;       // overrides epochs
+    long stop_after = -1;  // stop (with a checkpoint) after this many steps
+};
+
+// ---- data ---------------------------------------------------------------------------------
+struct Split {
+    index_t n = 0;
+    std::vector<std::uint8_t> images;  // [n, 28, 28]
+    std::vector<std::uint8_t> labels;  // [n]
+};
+
+Split load_split(const std::string& dir, const std::string& prefix) {
+    const std::string img = dir + "/" + prefix + "-images-idx3-ubyte.gz", lab = dir + "/" + prefix + "-labels-idx1-ubyte.gz";
+    if (!std::filesystem::exists(img) || !std::filesystem::exists(lab))
+        throw IoError(img + ": not found. Install the Debian package dataset-fashion-mnist "
+                            "(apt-get install dataset-fashion-mnist) or pass --data DIR");
+    io::IdxArray a = io::load_idx(img), b = io::load_idx(lab);
+    if (a.shape.rank() != 3 || a.shape[1] != 28 || a.shape[2] != 28)
+        throw IoError(img + ": expected images [N, 28, 28], found " + a.shape.str());
+    if (b.shape.rank() != 1 || b.shape[0] != a.shape[0])
+        throw IoError(lab + ": expected " + std::to_string(a.shape[0]) + " labels, found " + b.shape.str());
+    for (std::uint8_t y : b.data)
+        if (y > 9) throw IoError(lab + ": label " + std::to_string(y) + " is outside 0..9");
+    return {a.shape[0], std::move(a.data), std::move(b.data)};
+}
+
+// ---- captions and a word-level tokenizer built from them --------------------------------------
+std::string caption(int cls, int tmpl) {
+    std::string t = kTemplates[tmpl];
+    return t.replace(t.find("{}"), 2, kClasses[cls]);
+}
+
+struct WordTokenizer {
+    std::map<std::string, std::int32_t> vocab;  // 0 pad, 1 bos, words, last id eos
+    std::int32_t bos = 1, eos = 0;
+    index_t length = 0;  // bos + longest caption + eos
+
+    static std::vector<std::string> words(const std::string& s) {
+        std::vector<std::string> w;
+        std::string cur;
+        for (char c : s) {
+            if (std::isalnum(static_cast<unsigned char>(c))) cur += char(std::tolower(static_cast<unsigned char>(c)));
+            else if (!cur.empty()) w.push_back(cur), cur.clear();
+        }
+        if (!cur.empty()) w.push_back(cur);
+        return w;
+    }
+    WordTokenizer() {
+        std::int32_t next = 2;
+        index_t longest = 0;
+        for (int c = 0; c < 10; ++c)
+            for (int t = 0; t < kNumTemplates; ++t) {
+                auto w = words(caption(c, t));
+                longest = std::max<index_t>(longest, index_t(w.size()));
+                for (auto& x : w)
+                    if (!vocab.count(x)) vocab[x] = next++;
+            }
+        eos = next;  // the largest id, as in CLIP
+        length = longest + 2;
+    }
+    index_t vocab_size() const { return eos + 1; }
+    /// Writes [bos, words…, eos, pad…] and the attention mask into row `r` of [N, length].
+    void encode(const std::string& s, std::int32_t* ids, std::int32_t* mask) const {
+        std::fill(ids, ids + length, 0);
+        std::fill(mask, mask + length, 0);
+        index_t t = 0;
+        ids[t++] = bos;
+        for (auto& w : words(s)) ids[t++] = vocab.at(w);
+        ids[t++] = eos;
+        std::fill(mask, mask + t, 1);
+    }
+};
+
+// Fashion-MNIST's training-set mean and standard deviation of pixel/255.
+constexpr float kMean = 0.2860f, kStd = 0.3530f;
+
+void fill_pixels(const Split& s, const index_t* idx, index_t n, float* out) {
+    for (index_t i = 0; i < n; ++i) {
+        const std::uint8_t* src = s.images.data() + idx[i] * 784;
+        for (int p = 0; p < 784; ++p) out[i * 784 + p] = (src[p] / 255.f - kMean) / kStd;
+    }
+}
+
+// ---- evaluation ----------------------------------------------------------------------------
+struct Eval {
+    double top1 = 0, i2t_r1 = 0, i2t_r5 = 0, t2i_r1 = 0, t2i_r5 = 0;
+};
+
+void normalize_rows(Tensor<float>& t) {
+    for (index_t r = 0; r < t.dim(0); ++r) {
+        float* x = t.data() + r * t.dim(1);
+        double s = 0;
+        for (index_t i = 0; i < t.dim(1); ++i) s += double(x[i]) * x[i];
+        const float inv = float(1 / std::sqrt(std::max(s, 1e-24)));
+        for (index_t i = 0; i < t.dim(1); ++i) x[i] *= inv;
+    }
+}
+
+Tensor<float> embed_images(Be& be, const Clip<Be>& model, const Split& s, index_t n) {
+    const index_t E = model.config.projection_dim, chunk = 500;
+    Tensor<float> out(Shape{n, E}), px(Shape{chunk, 1, 28, 28});
+    std::vector<index_t> idx(static_cast<std::size_t>(chunk));
+    for (index_t start = 0; start < n; start += chunk) {
+        const index_t m = std::min(chunk, n - start);
+        std::iota(idx.begin(), idx.end(), start);
+        fill_pixels(s, idx.data(), m, px.data());
+        model.image_features(be, px.view().slice(0, m), out.view().slice(start, start + m));
+    }
+    normalize_rows(out);
+    return out;
+}
+
+Tensor<float> embed_texts(Be& be, const Clip<Be>& model, const WordTokenizer& tok, const std::vector<std::string>& texts) {
+    const index_t n = index_t(texts.size()), L = tok.length;
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(n * L)), mask(static_cast<std::size_t>(n * L));
+    for (index_t i = 0; i < n; ++i) tok.encode(texts[std::size_t(i)], &ids[std::size_t(i * L)], &mask[std::size_t(i * L)]);
+    Tensor<float> out(Shape{n, model.config.projection_dim});
+    model.text_features(be, ids, mask, n, out.view());
+    normalize_rows(out);
+    return out;
+}
+
+/// Zero-shot top-1 over the first n test images (class embedding = the normalised mean of its
+/// normalised template embeddings), and class-level retrieval R@1/5 over the first min(n, 1000):
+/// a retrieved caption (or image) counts when it describes (shows) the query's class.
+Eval evaluate(Be& be, const Clip<Be>& model, const WordTokenizer& tok, const Split& test, index_t n) {
+    Eval ev;
+    const index_t E = model.config.projection_dim;
+    Tensor<float> img = embed_images(be, model, test, n);
+    Tensor<float> cls(Shape{10, E}, 0.f);
+    for (int c = 0; c < 10; ++c) {
+        std::vector<std::string> prompts;
+        for (int t = 0; t < kNumTemplates; ++t) prompts.push_back(caption(c, t));
+        Tensor<float> e = embed_texts(be, model, tok, prompts);
+        for (index_t t = 0; t < e.dim(0); ++t)
+            for (index_t i = 0; i < E; ++i) cls(c, i) += e(t, i);
+    }
+    normalize_rows(cls);
+    index_t hits = 0;
+    for (index_t r = 0; r < n; ++r) {
+        int best = 0;
+        float best_s = -2;
+        for (int c = 0; c < 10; ++c) {
+            float s = 0;
+            for (index_t i = 0; i < E; ++i) s += img(r, i) * cls(c, i);
+            if (s > best_s) best_s = s, best = c;
+        }
+        hits += best == test.labels[std::size_t(r)];
+    }
+    ev.top1 = double(hits) / double(n);
+
+    const index_t m = std::min<index_t>(n, 1000);
+    std::vector<std::string> caps;
+    for (index_t r = 0; r < m; ++r) caps.push_back(caption(test.labels[std::size_t(r)], int(r % kNumTemplates)));
+    Tensor<float> txt = embed_texts(be, model, tok, caps);
+    Tensor<float> sim(Shape{m, m});
+    be.gemm(Trans::N, Trans::T, m, m, E, 1.f, img.data(), E, txt.data(), E, 0.f, sim.data(), m);
+    auto recall = [&](bool by_row, index_t k) {
+        index_t found = 0;
+        std::vector<index_t> order(static_cast<std::size_t>(m));
+        for (index_t q = 0; q < m; ++q) {
+            std::iota(order.begin(), order.end(), 0);
+            auto score = [&](index_t j) { return by_row ? sim(q, j) : sim(j, q); };
+            std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                              [&](index_t a, index_t b) { return score(a) > score(b); });
+            for (index_t j = 0; j < k; ++j)
+                if (test.labels[std::size_t(order[std::size_t(j)])] == test.labels[std::size_t(q)]) {
+                    ++found;
+                    break;
+                }
+        }
+        return double(found) / double(m);
+    };
+    ev.i2t_r1 = recall(true, 1), ev.i2t_r5 = recall(true, 5), ev.t2i_r1 = recall(false, 1), ev.t2i_r5 = recall(false, 5);
+    return ev;
+}
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) throw ArgumentError("option " + a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--data") o.data = next();
+        else if (a == "--out") o.out = next();
+        else if (a == "--resume") o.resume = next();
+        else if (a == "--quick") o.quick = true;
+        else if (a == "--epochs") o.epochs = std::stoi(next());
+        else if (a == "--batch") o.batch = std::stoi(next());
+        else if (a == "--threads") o.threads = std::stoi(next());
+        else if (a == "--seed") o.seed = unsigned(std::stoul(next()));
+        else if (a == "--steps") o.steps = std::stol(next());
+        else if (a == "--stop-after") o.stop_after = std::stol(next());
+        else if (a == "--help" || a == "-h") {
+            std::printf("usage: clip_fashion_mnist [--data DIR] [--out DIR] [--quick] [--epochs E] [--batch B]\n"
+                        "                          [--threads T] [--seed S] [--steps N] [--stop-after N] [--resume CKPT]\n");
+            std::exit(0);
+        } else throw ArgumentError("unknown option " + a + " (see --help)");
+    }
+    return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+    Options opt = parse(argc, argv);
+    Split train = load_split(opt.data, "train"), test = load_split(opt.data, "t10k");
+    WordTokenizer tok;
+    // --quick: a smaller model on a fifth of the data, for CI (asserted target below).
+    const index_t train_n = opt.quick ? 12000 : train.n, eval_n = opt.quick ? 2000 : test.n;
+    if (opt.quick) opt.epochs = std::min(opt.epochs, 2);
+
+    Clip<Be>::Config cfg;
+    cfg.vision = {.image_size = 28, .patch_size = 7, .channels = 1, .hidden = opt.quick ? 48 : 96,
+                  .layers = opt.quick ? 2 : 3, .heads = 4, .mlp_hidden = opt.quick ? 96 : 192,
+                  .activation = Activation::gelu, .eps = 1e-5};
+    cfg.text = {.vocab_size = tok.vocab_size(), .max_positions = tok.length, .hidden = opt.quick ? 32 : 64, .layers = 1,
+                .heads = 4, .mlp_hidden = opt.quick ? 64 : 128, .activation = Activation::gelu, .eps = 1e-5,
+                .eos_token_id = tok.eos};
+    cfg.projection_dim = opt.quick ? 32 : 64;
+    Clip<Be> model(cfg);
+    model.init_like_hf(opt.seed + 1);
+
+    Be be({.threads = opt.threads});
+    const index_t B = opt.batch, L = tok.length, E = cfg.projection_dim;
+    const long steps_per_epoch = long(train_n / B);
+    const long total = opt.steps > 0 ? opt.steps : steps_per_epoch * opt.epochs;
+    AdamW<Be> adamw({.lr = 2e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.05});
+    WarmupCosine sched{.base_lr = 2e-3, .warmup = std::min(200L, total / 10), .total = total};
+    SymmetricInfoNce<Be> objective;
+
+    std::filesystem::create_directories(opt.out);
+    long step = 0;
+    if (!opt.resume.empty()) step = long(load_checkpoint(opt.resume, model, adamw));
+    MetricsLog metrics(opt.out + "/metrics.jsonl", /*append=*/!opt.resume.empty());
+    std::printf("clip_fashion_mnist: %lld parameters, %ld steps of batch %lld (%ld per epoch), %d threads%s\n",
+                (long long)count_parameters(model), total, (long long)B, steps_per_epoch, opt.threads,
+                step ? (", resuming at step " + std::to_string(step)).c_str() : "");
+
+    Tensor<float> px(Shape{B, 1, 28, 28}), fi(Shape{B, E}), ft(Shape{B, E}), d_fi(Shape{B, E}), d_ft(Shape{B, E});
+    Tensor<float> soft(Shape{B, B});
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(B * L)), mask(static_cast<std::size_t>(B * L));
+    std::vector<index_t> perm(static_cast<std::size_t>(train_n)), batch_idx(static_cast<std::size_t>(B));
+    Clip<Be>::ImageSaved si;
+    Clip<Be>::TextSaved st;
+    SymmetricInfoNce<Be>::Saved sl;
+    std::vector<std::pair<double, double>> loss_curve, acc_curve;
+    Progress progress(total, "train");
+    double train_seconds = 0, loss_avg = 0;
+    long epoch_of_perm = -1;
+    auto t0 = std::chrono::steady_clock::now();
+
+    for (; step < total; ++step) {
+        // The data order and captions are functions of (seed, step), so a resumed run sees the
+        // same batches as an uninterrupted one.
+        const long epoch = step / steps_per_epoch, within = step % steps_per_epoch;
+        if (epoch != epoch_of_perm) {
+            std::iota(perm.begin(), perm.end(), 0);
+            std::mt19937_64 rng(opt.seed * 1000003ULL + std::uint64_t(epoch));
+            std::shuffle(perm.begin(), perm.end(), rng);
+            epoch_of_perm = epoch;
+        }
+        std::mt19937_64 cap_rng(opt.seed * 7919ULL + std::uint64_t(step) * 104729ULL);
+        for (index_t i = 0; i < B; ++i) {
+            const index_t k = perm[std::size_t(within * B + i)];
+            batch_idx[std::size_t(i)] = k;
+            tok.encode(caption(train.labels[std::size_t(k)], int(cap_rng() % kNumTemplates)), &ids[std::size_t(i * L)],
+                       &mask[std::size_t(i * L)]);
+        }
+        fill_pixels(train, batch_idx.data(), B, px.data());
+        for (index_t i = 0; i < B; ++i) {
+            index_t same = 0;
+            for (index_t j = 0; j < B; ++j) same += train.labels[std::size_t(batch_idx[std::size_t(i)])] == train.labels[std::size_t(batch_idx[std::size_t(j)])];
+            for (index_t j = 0; j < B; ++j)
+                soft(i, j) = train.labels[std::size_t(batch_idx[std::size_t(i)])] == train.labels[std::size_t(batch_idx[std::size_t(j)])] ? 1.f / float(same) : 0.f;
+        }
+
+        zero_grad(model);
+        model.image_features(be, px.view(), fi.view(), &si);
+        model.text_features(be, ids, mask, B, ft.view(), &st);
+        auto r = objective.forward(be, fi.view(), ft.view(), model.logit_scale, sl, soft.view(), soft.view());
+        objective.backward(be, sl, 1.f, d_fi.view(), d_ft.view(), model.logit_scale, GradMode::accumulate);
+        model.image_features_backward(be, si, d_fi.view(), GradMode::accumulate);
+        model.text_features_backward(be, st, d_ft.view(), GradMode::accumulate);
+        const double gnorm = clip_grad_norm(be, model, 1.0);
+        const double lr = sched(step);
+        adamw.step(be, model, lr);
+        objective.clamp_logit_scale(be, model.logit_scale);
+
+        loss_avg = step % steps_per_epoch == 0 && loss_curve.empty() ? r.loss : 0.95 * loss_avg + 0.05 * r.loss;
+        if (step % 10 == 0 || step + 1 == total) {
+            metrics.write({{"step", step}, {"epoch", double(step) / steps_per_epoch}, {"loss", r.loss}, {"lr", lr},
+                           {"grad_norm", gnorm}, {"logit_scale", model.logit_scale.value(0)},
+                           {"batch_i2t_acc", r.image_to_text_accuracy}});
+            loss_curve.emplace_back(double(step) / steps_per_epoch, r.loss);
+        }
+        char status[96];
+        std::snprintf(status, sizeof status, "epoch %ld loss %.4f", epoch + 1, loss_avg);
+        progress.update(step + 1, status);
+        const bool epoch_end = (step + 1) % steps_per_epoch == 0 && step + 1 < total;
+        if (epoch_end) {
+            train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            Eval ev = evaluate(be, model, tok, test, std::min<index_t>(eval_n, 2000));
+            metrics.write({{"step", step + 1}, {"epoch", double(step + 1) / steps_per_epoch}, {"zero_shot_top1_2k", ev.top1}});
+            acc_curve.emplace_back(double(step + 1) / steps_per_epoch, ev.top1);
+            t0 = std::chrono::steady_clock::now();
+        }
+        if (opt.stop_after > 0 && step + 1 == opt.stop_after && step + 1 < total) {
+            save_checkpoint(opt.out + "/checkpoint.safetensors", model, adamw, step + 1);
+            std::printf("stopped after step %ld; resume with --resume %s/checkpoint.safetensors\n", step + 1, opt.out.c_str());
+            return 0;
+        }
+    }
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    Eval ev = evaluate(be, model, tok, test, eval_n);
+    acc_curve.emplace_back(double(total) / steps_per_epoch, ev.top1);
+    save_checkpoint(opt.out + "/checkpoint.safetensors", model, adamw, total);
+    metrics.write({{"step", total}, {"zero_shot_top1", ev.top1}, {"i2t_R@1", ev.i2t_r1}, {"i2t_R@5", ev.i2t_r5},
+                   {"t2i_R@1", ev.t2i_r1}, {"t2i_R@5", ev.t2i_r5}, {"train_seconds", train_seconds},
+                   {"test_images", eval_n}});
+
+    // Left panel: training loss (0 .. first logged loss); right: zero-shot top-1 (0 .. 1); x: epochs.
+    plot::Canvas canvas(960, 400);
+    const double x1 = double(total) / steps_per_epoch, y_loss = loss_curve.empty() ? 1 : loss_curve.front().second;
+    canvas.panel(40, 30, 400, 330, {{loss_curve, 200, 40, 40}}, 0, x1, 0, y_loss);
+    canvas.panel(520, 30, 400, 330, {{acc_curve, 30, 90, 200}}, 0, x1, 0, 1);
+    if (!canvas.save(opt.out + "/curves.png")) std::fprintf(stderr, "warning: could not write %s/curves.png\n", opt.out.c_str());
+
+    std::printf("final loss %.4f (plot: %s/curves.png, loss 0..%.3f left, zero-shot top-1 0..1 right)\n",
+                loss_curve.empty() ? 0.0 : loss_curve.back().second, opt.out.c_str(), y_loss);
+    std::printf("zero-shot top1=%.4f i2t_R@1=%.4f t2i_R@1=%.4f i2t_R@5=%.4f t2i_R@5=%.4f train_seconds=%.1f\n", ev.top1,
+                ev.i2t_r1, ev.t2i_r1, ev.i2t_r5, ev.t2i_r5, train_seconds);
+    const double target = opt.quick ? 0.70 : 0.85;
+    if (opt.steps < 0 && ev.top1 < target) {
+        std::fprintf(stderr, "zero-shot top-1 %.4f is below the target %.2f\n", ev.top1, target);
+        return 3;
+    }
+    return 0;
+} catch (const mmalign::Error& e) {
+    std::fprintf(stderr, "clip_fashion_mnist: %s\n", e.what());
+    return 1;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "clip_fashion_mnist: %s\n", e.what());
+    return 1;
+}

@@ -1,0 +1,556 @@
+// mmalign/backend/cuda/backend.hpp — CudaBackend<float>: the op set of core/backend.hpp on one
+// CUDA device, through cuBLAS and the kernels in kernels/.
+//
+// The backend object holds the run-time state: the device, a stream (its own, or one passed in),
+// the cuBLAS handle and its workspace, and a device scratch arena. Every op is queued on that
+// stream, so ops run in program order on the device and the host returns early. Semantics are
+// those of CpuBackend (backend/cpu/backend.hpp), op by op, with these conventions:
+//  * Every T pointer and view (tensors, bias, mean, rstd, lse, norm, AttentionMask::additive)
+//    is device memory. Integer arrays (token ids, targets, AttentionMask::key_keep) are HOST
+//    memory, as the op set's contract says; the ops check them on the host and upload them into
+//    scratch on the stream.
+//  * Ops that return a value to the host (cross_entropy_forward's loss, sum, mean) and the
+//    transfers from_host / to_host synchronise the stream; nothing else does.
+//  * Products are fp32 (cuBLAS's default math: no TF32) unless Options::tf32 or set_tf32(true)
+//    allows TF32 tensor cores, which keep about 10 mantissa bits of each operand.
+// Row-major products map onto column-major cuBLAS through the transpose identity: C = op(A)·op(B)
+// in row-major memory is Cᵀ = op(B)ᵀ·op(A)ᵀ in column-major memory, so cuBLAS gets (B, A) in
+// that order with the same transpose flags and with m and n exchanged.
+// Only nvcc compiles this header (it includes the CUDA runtime and the kernels).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "mmalign/backend/cpu/cross_entropy.hpp"  // CrossEntropyResult, shared by every backend
+#include "mmalign/backend/cpu/embedding.hpp"      // check_ids: the same message on every backend
+#include "mmalign/backend/cuda/arena.hpp"
+#include "mmalign/backend/cuda/device_tensor.hpp"
+#include "mmalign/backend/cuda/error.hpp"
+#include "mmalign/backend/cuda/kernels/gather.cuh"
+#include "mmalign/backend/cuda/kernels/layer_norm.cuh"
+#include "mmalign/backend/cuda/kernels/losses.cuh"
+#include "mmalign/backend/cuda/kernels/pointwise.cuh"
+#include "mmalign/backend/cuda/kernels/reduce.cuh"
+#include "mmalign/backend/cuda/kernels/softmax.cuh"
+#include "mmalign/core/backend.hpp"
+#include "mmalign/core/ops.hpp"
+#include "mmalign/core/tensor.hpp"
+
+namespace mmalign {
+
+template <class T = float>
+class CudaBackend {
+    static_assert(std::is_same_v<T, float>,
+                  "mmalign: CudaBackend computes in float only; double, bf16 and fp16 have no kernels on this backend yet.");
+
+public:
+    using Scalar = T;
+    using Tensor = DeviceTensor<T>;  // what modules own: parameters, saved activations
+    using Scope = cuda::DeviceArena::Scope<T>;
+    using CrossEntropyResult = cpu::CrossEntropyResult<T>;
+
+    struct Options {
+        int device = -1;                 // -1: the current device
+        bool tf32 = false;               // allow TF32 tensor cores in products (off: exact fp32)
+        cudaStream_t stream = nullptr;   // null: the backend creates and owns a stream. A stream passed
+                                         // in must be a blocking one (not cudaStreamNonBlocking), so
+                                         // that DeviceTensor's own operations are ordered with it.
+        std::size_t workspace_bytes = std::size_t(32) << 20;  // cuBLAS workspace
+    };
+
+    CudaBackend() : CudaBackend(Options{}) {}
+    explicit CudaBackend(Options o) {
+        if (o.device >= 0) MMALIGN_CUDA_CHECK(cudaSetDevice(o.device));
+        MMALIGN_CUDA_CHECK(cudaGetDevice(&device_));
+        try {
+            if (o.stream) {
+                unsigned flags = 0;
+                MMALIGN_CUDA_CHECK(cudaStreamGetFlags(o.stream, &flags));
+                if (flags & cudaStreamNonBlocking)
+                    throw ArgumentError("CudaBackend: the stream passed in is non-blocking; DeviceTensor's operations "
+                                        "run on the legacy default stream and would not be ordered with it");
+                stream_ = o.stream;
+            } else {
+                MMALIGN_CUDA_CHECK(cudaStreamCreate(&stream_));
+                owns_stream_ = true;
+            }
+            MMALIGN_CUBLAS_CHECK(cublasCreate(&cublas_));
+            MMALIGN_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+            if (o.workspace_bytes) {
+                MMALIGN_CUDA_CHECK(cudaMalloc(&workspace_, o.workspace_bytes));
+                MMALIGN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, workspace_, o.workspace_bytes));
+            }
+            set_tf32(o.tf32);
+        } catch (...) {
+            release();
+            throw;
+        }
+    }
+    CudaBackend(const CudaBackend&) = delete;
+    CudaBackend& operator=(const CudaBackend&) = delete;
+    ~CudaBackend() { release(); }
+
+    /// Host threads the ops use: they run on the device, so one.
+    int threads() const { return 1; }
+    int device() const { return device_; }
+    cudaStream_t stream() const { return stream_; }
+    cublasHandle_t cublas() const { return cublas_; }
+    bool tf32() const { return tf32_; }
+    void set_tf32(bool on) {
+        MMALIGN_CUBLAS_CHECK(cublasSetMathMode(cublas_, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+        tf32_ = on;
+    }
+    /// Waits until every op queued so far has finished (and reports its errors).
+    void synchronize() { MMALIGN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+    /// Temporaries for one call: `auto sc = be.scope(); auto t = sc.tensor({B, T, D});` (device memory).
+    Scope scope() { return Scope(arena_, stream_); }
+    const cuda::DeviceArena& arena() const { return arena_; }
+
+    // ---- products -------------------------------------------------------------------------
+    /// C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C, row-major with leading dimensions.
+    void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+              index_t ldb, T beta, T* c, index_t ldc) {
+        check_gemm(ta, tb, m, n, k, lda, ldb, ldc, 1);
+        if (m == 0 || n == 0) return;
+        if (k == 0) return scale_matrices(beta, c, m, n, ldc, 0, 1);
+        MMALIGN_CUBLAS_CHECK(cublasSgemm(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha, b,
+                                         to_int(ldb), a, to_int(lda), &beta, c, to_int(ldc)));
+    }
+    /// `batch` independent products; operand i starts at a + i·stride_a (likewise b, c).
+    void gemm_strided_batched(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                              index_t stride_a, const T* b, index_t ldb, index_t stride_b, T beta, T* c, index_t ldc,
+                              index_t stride_c, index_t batch) {
+        check_gemm(ta, tb, m, n, k, lda, ldb, ldc, batch);
+        if (m == 0 || n == 0 || batch == 0) return;
+        if (k == 0) return scale_matrices(beta, c, m, n, ldc, stride_c, batch);
+        MMALIGN_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha,
+                                                       b, to_int(ldb), stride_b, a, to_int(lda), stride_a, &beta, c,
+                                                       to_int(ldc), stride_c, to_int(batch)));
+    }
+
+    /// outer × inner products; (o, i) starts at a + o·outer_a + i·inner_a (likewise b, c). One
+    /// strided batch when the two levels collapse into one stride, else one pointer-array batch
+    /// (attention's (batch, head) products over [B, T, H·d] tensors): a single cuBLAS call either way.
+    void gemm_batched_2d(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+                         index_t outer_a, index_t inner_a, const T* b, index_t ldb, index_t outer_b, index_t inner_b,
+                         T beta, T* c, index_t ldc, index_t outer_c, index_t inner_c, index_t outer, index_t inner) {
+        check_gemm(ta, tb, m, n, k, lda, ldb, ldc, std::min(outer, inner));
+        if (m == 0 || n == 0 || outer == 0 || inner == 0) return;
+        if (inner == 1)
+            return gemm_strided_batched(ta, tb, m, n, k, alpha, a, lda, outer_a, b, ldb, outer_b, beta, c, ldc, outer_c,
+                                        outer);
+        if (outer == 1 || (outer_a == inner * inner_a && outer_b == inner * inner_b && outer_c == inner * inner_c))
+            return gemm_strided_batched(ta, tb, m, n, k, alpha, a, lda, inner_a, b, ldb, inner_b, beta, c, ldc, inner_c,
+                                        outer * inner);
+        if (k == 0) {
+            for (index_t o = 0; o < outer; ++o) scale_matrices(beta, c + o * outer_c, m, n, ldc, inner_c, inner);
+            return;
+        }
+        const index_t count = outer * inner;
+        auto sc = scope();
+        const T** pa = sc.template buffer<const T*>(count);
+        const T** pb = sc.template buffer<const T*>(count);
+        T** pc = sc.template buffer<T*>(count);
+        launch_pointwise(count, cuda::kernels::batch_pointers_kernel<T>, a, outer_a, inner_a, b, outer_b, inner_b, c,
+                         outer_c, inner_c, inner, count, pa, pb, pc);
+        MMALIGN_CUBLAS_CHECK(cublasSgemmBatched(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha, pb,
+                                                to_int(ldb), pa, to_int(lda), &beta, pc, to_int(ldc), to_int(count)));
+    }
+
+    /// y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]); `pre` (nullable, [M, N]) receives the value
+    /// before the activation. `bias` may be null.
+    void linear_forward(ConstView<T> x, ConstView<T> w, const T* bias, Activation act, TensorView<T> y, T* pre) {
+        const index_t K = w.dim(1), N = w.dim(0), M = x.numel() / K;
+        if (x.shape().cols() != K || y.numel() != M * N || y.shape().cols() != N)
+            throw ShapeError("linear: input " + x.shape().str() + " and output " + y.shape().str() +
+                             " do not fit weight " + w.shape().str());
+        gemm(Trans::N, Trans::T, M, N, K, T(1), x.data(), K, w.data(), K, T(0), y.data(), N);
+        if ((!bias && act == Activation::none) || M * N == 0) return;
+        launch_pointwise(M * N, cuda::kernels::bias_activation_kernel<T>, y.data(), bias, act, pre, M, N);
+    }
+
+    // ---- normalisation ----------------------------------------------------------------------
+    /// mean, rstd: [rows] or null (inference).
+    void layer_norm_forward(ConstView<T> x, ConstView<T> w, ConstView<T> b, double eps, TensorView<T> y, T* mean,
+                            T* rstd) {
+        const index_t C = w.numel();
+        check_rows(x, C, "layer_norm input");
+        check_same(x, y, "layer_norm output");
+        const index_t rows = x.shape().rows();
+        if (rows == 0 || C == 0) return;
+        cuda::kernels::layer_norm_forward_kernel<T>
+            <<<cuda::kernels::warp_row_blocks(rows), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
+               stream_>>>(x.data(), w.data(), b.data(), y.data(), mean, rstd, rows, C, eps);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
+    /// d_x (assigned) may be empty; d_w, d_b (accumulated) may be null.
+    void layer_norm_backward(ConstView<T> d_y, ConstView<T> x, ConstView<T> w, const T* mean, const T* rstd,
+                             TensorView<T> d_x, T* d_w, T* d_b) {
+        const index_t C = w.numel();
+        check_same(x, d_y, "layer_norm d_y");
+        if (!d_x.empty()) check_same(x, d_x, "layer_norm d_x");
+        const index_t rows = x.shape().rows();
+        if (rows == 0 || C == 0) return;
+        if (!d_x.empty()) {
+            cuda::kernels::layer_norm_backward_input_kernel<T>
+                <<<cuda::kernels::warp_row_blocks(rows), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
+                   stream_>>>(d_y.data(), x.data(), w.data(), mean, rstd, d_x.data(), rows, C);
+            MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+        }
+        if (!d_w && !d_b) return;
+        auto sc = scope();
+        const index_t splits = cuda::kernels::column_splits(rows), chunk = (rows + splits - 1) / splits;
+        double* partial = sc.template buffer<double>(2 * splits * C);
+        const dim3 grid(static_cast<unsigned>((C + cuda::kernels::warp_size - 1) / cuda::kernels::warp_size),
+                        static_cast<unsigned>(splits));
+        const dim3 block(cuda::kernels::warp_size, cuda::kernels::column_block_rows);
+        cuda::kernels::layer_norm_backward_params_partial_kernel<T>
+            <<<grid, block, 0, stream_>>>(d_y.data(), x.data(), mean, rstd, partial, rows, C, chunk);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+        launch_pointwise(C, cuda::kernels::column_partials_accumulate_kernel<T>, partial, splits, C, d_w, d_b);
+    }
+
+    // ---- attention softmax --------------------------------------------------------------------
+    /// scores [B, H, Tq, Tk] → probabilities, in place. mask.key_keep is host memory [B, Tk];
+    /// mask.additive is device memory.
+    void attention_softmax_forward(TensorView<T> scores, T scale, const AttentionMask<T>& mask) {
+        if (scores.rank() != 4) throw ShapeError("attention_softmax: expected [B, H, Tq, Tk], found " + scores.shape().str());
+        const index_t B = scores.dim(0), H = scores.dim(1), Tq = scores.dim(2), Tk = scores.dim(3);
+        if (scores.numel() == 0) return;
+        auto sc = scope();
+        const std::int32_t* keep = mask.key_keep ? upload(sc, mask.key_keep, B * Tk) : nullptr;
+        const index_t add_stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
+        cuda::kernels::attention_softmax_forward_kernel<T>
+            <<<cuda::kernels::warp_row_blocks(B * H * Tq), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
+               stream_>>>(scores.data(), B, H, Tq, Tk, scale, keep, mask.causal, mask.causal_offset, mask.additive,
+                          add_stride);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
+    /// d holds d_probs on entry and d_scores (including `scale`) on return.
+    void attention_softmax_backward(ConstView<T> probs, TensorView<T> d, T scale) {
+        check_same(probs, d, "attention_softmax d_probs");
+        const index_t rows = probs.shape().rows(), cols = probs.shape().cols();
+        if (rows == 0 || cols == 0) return;
+        cuda::kernels::attention_softmax_backward_kernel<T>
+            <<<cuda::kernels::warp_row_blocks(rows), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
+               stream_>>>(probs.data(), d.data(), rows, cols, scale);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
+    void softmax(ConstView<T> x, TensorView<T> y) {
+        check_same(x, y, "softmax output");
+        const index_t rows = x.shape().rows(), cols = x.shape().cols();
+        if (rows == 0 || cols == 0) return;
+        cuda::kernels::softmax_rows_kernel<T>
+            <<<cuda::kernels::warp_row_blocks(rows), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
+               stream_>>>(x.data(), y.data(), rows, cols);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
+
+    // ---- pointwise ----------------------------------------------------------------------------
+    void activation_forward(Activation a, ConstView<T> x, TensorView<T> y) {
+        check_same(x, y, "activation output");
+        if (a == Activation::none) {
+            if (x.data() != y.data()) copy(x, y);
+            return;
+        }
+        launch_pointwise(x.numel(), cuda::kernels::activation_forward_kernel<T>, a, x.data(), y.data(), x.numel());
+    }
+    /// d_x = d_y · f'(x), assigned.
+    void activation_backward(Activation a, ConstView<T> x, ConstView<T> d_y, TensorView<T> d_x) {
+        check_same(x, d_y, "activation d_y");
+        check_same(x, d_x, "activation d_x");
+        launch_pointwise(x.numel(), cuda::kernels::activation_backward_kernel<T>, a, x.data(), d_y.data(), d_x.data(),
+                         x.numel());
+    }
+    void add(ConstView<T> a, ConstView<T> b, TensorView<T> y) {
+        check_same(a, b, "add operand");
+        check_same(a, y, "add output");
+        launch_pointwise(a.numel(), cuda::kernels::add_kernel<T>, a.data(), b.data(), y.data(), a.numel());
+    }
+    /// y += alpha · x
+    void axpy(T alpha, ConstView<T> x, TensorView<T> y) {
+        check_same(x, y, "axpy");
+        launch_pointwise(x.numel(), cuda::kernels::axpy_kernel<T>, alpha, x.data(), y.data(), x.numel());
+    }
+    void scale(T alpha, TensorView<T> x) {
+        launch_pointwise(x.numel(), cuda::kernels::scale_kernel<T>, alpha, x.data(), x.numel());
+    }
+    /// Device-to-device copy on the stream.
+    void copy(ConstView<T> src, TensorView<T> dst) {
+        check_numel(src, dst, "copy");
+        if (src.numel() && src.data() != dst.data())
+            MMALIGN_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), bytes(src), cudaMemcpyDeviceToDevice, stream_));
+    }
+    /// Host → device; returns when the data has arrived.
+    void from_host(ConstView<T> host, TensorView<T> dst) {
+        check_numel(host, dst, "from_host");
+        if (!host.numel()) return;
+        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(dst.data(), host.data(), bytes(host), cudaMemcpyHostToDevice, stream_));
+        synchronize();
+    }
+    /// Device → host, after every op queued before it; returns when the data has arrived.
+    void to_host(ConstView<T> src, TensorView<T> host) {
+        check_numel(src, host, "to_host");
+        if (!src.numel()) return;
+        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), src.data(), bytes(src), cudaMemcpyDeviceToHost, stream_));
+        synchronize();
+    }
+    void fill(TensorView<T> x, T v) { launch_pointwise(x.numel(), cuda::kernels::fill_kernel<T>, x.data(), x.numel(), v); }
+
+    // ---- embeddings ---------------------------------------------------------------------------
+    /// out[n, :] = table[ids[n], :]; ids are host memory; throws ArgumentError naming an id
+    /// outside the table.
+    void embedding_forward(const std::int32_t* ids, index_t n, ConstView<T> table, TensorView<T> out) {
+        if (out.numel() != n * table.dim(1))
+            throw ShapeError("embedding output: expected " + std::to_string(n) + " rows of " +
+                             std::to_string(table.dim(1)) + ", found " + out.shape().str());
+        cpu::check_ids(ids, n, table.dim(0), "embedding");
+        if (out.numel() == 0) return;
+        auto sc = scope();
+        launch_pointwise(out.numel(), cuda::kernels::embedding_forward_kernel<T>, upload(sc, ids, n), n, table.data(),
+                         table.dim(1), out.data());
+    }
+    /// d_table[ids[n], :] += d_out[n, :]; ids are host memory.
+    void embedding_backward(const std::int32_t* ids, index_t n, ConstView<T> d_out, TensorView<T> d_table) {
+        if (d_out.numel() != n * d_table.dim(1))
+            throw ShapeError("embedding d_out: expected " + std::to_string(n) + " rows of " +
+                             std::to_string(d_table.dim(1)) + ", found " + d_out.shape().str());
+        cpu::check_ids(ids, n, d_table.dim(0), "embedding backward");  // a bad id here would corrupt memory
+        if (d_out.numel() == 0) return;
+        auto sc = scope();
+        launch_pointwise(d_out.numel(), cuda::kernels::embedding_backward_kernel<T>, upload(sc, ids, n), n, d_out.data(),
+                         d_table.dim(1), d_table.data());
+    }
+
+    // ---- images -------------------------------------------------------------------------------
+    /// pixels [B, C, H, W] → patches [B, (H/P)·(W/P), C·P·P], patch i·(W/P)+j, elements in
+    /// (c, ky, kx) order (CpuBackend::patchify).
+    void patchify(ConstView<T> pixels, index_t P, TensorView<T> patches) {
+        if (pixels.rank() != 4 || P <= 0 || pixels.dim(2) % P || pixels.dim(3) % P)
+            throw ShapeError("patchify: expected [B, C, H, W] with H and W multiples of " + std::to_string(P) +
+                             ", found " + pixels.shape().str());
+        const index_t Bn = pixels.dim(0), C = pixels.dim(1), H = pixels.dim(2), W = pixels.dim(3);
+        const index_t gh = H / P, gw = W / P, K = C * P * P;
+        if (!(patches.shape() == Shape{Bn, gh * gw, K}))
+            throw ShapeError("patchify output: expected " + Shape{Bn, gh * gw, K}.str() + ", found " + patches.shape().str());
+        launch_pointwise(patches.numel(), cuda::kernels::patchify_kernel<T>, pixels.data(), Bn, C, H, W, P, patches.data());
+    }
+
+    // ---- losses and normalised embeddings -----------------------------------------------------
+    /// logits [N, C]; targets host memory [N]; lse [N] (device) receives log Σ exp per row for
+    /// the backward. Synchronises: the loss comes back to the host.
+    CrossEntropyResult cross_entropy_forward(ConstView<T> logits, const std::int32_t* targets, std::int32_t ignore_index,
+                                             T label_smoothing, T* lse) {
+        const index_t rows = logits.shape().rows(), classes = logits.shape().cols();
+        check_targets(targets, rows, classes, ignore_index);
+        if (rows == 0) return {T(0), 0};
+        auto sc = scope();
+        const std::int32_t* t = upload(sc, targets, rows);
+        double* row_loss = sc.template buffer<double>(rows);
+        if (!lse) lse = sc.template buffer<T>(rows);
+        cuda::kernels::cross_entropy_forward_kernel<T>
+            <<<cuda::kernels::block_row_blocks(rows), cuda::kernels::row_block_threads, 0, stream_>>>(
+                logits.data(), t, rows, classes, ignore_index, label_smoothing, lse, row_loss);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+        std::vector<double> host(static_cast<std::size_t>(rows));
+        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), row_loss, host.size() * sizeof(double), cudaMemcpyDeviceToHost,
+                                           stream_));
+        synchronize();
+        double total = 0;
+        index_t count = 0;
+        for (index_t r = 0; r < rows; ++r) {
+            if (targets[r] == ignore_index) continue;
+            total += host[static_cast<std::size_t>(r)];
+            ++count;
+        }
+        return {count ? static_cast<T>(total / static_cast<double>(count)) : T(0), count};
+    }
+    /// d_logits is assigned; `d_loss` is the upstream gradient of the mean loss; targets host memory.
+    void cross_entropy_backward(ConstView<T> logits, const std::int32_t* targets, const T* lse, std::int32_t ignore_index,
+                                T label_smoothing, index_t count, T d_loss, TensorView<T> d_logits) {
+        check_same(logits, d_logits, "cross_entropy d_logits");
+        const index_t rows = logits.shape().rows(), classes = logits.shape().cols();
+        check_targets(targets, rows, classes, ignore_index);
+        if (logits.numel() == 0) return;
+        const T g = count ? d_loss / static_cast<T>(count) : T(0);
+        const T off = label_smoothing / static_cast<T>(classes);
+        auto sc = scope();
+        launch_pointwise(logits.numel(), cuda::kernels::cross_entropy_backward_kernel<T>, logits.data(),
+                         upload(sc, targets, rows), lse, rows, classes, ignore_index, label_smoothing, g, off,
+                         d_logits.data());
+    }
+    /// y = x / max(‖x‖, eps) per row; norm [rows] (nullable) is kept for the backward.
+    void l2_normalize_forward(ConstView<T> x, TensorView<T> y, T* norm, T eps = T(0)) {
+        check_same(x, y, "l2_normalize output");
+        const index_t rows = x.shape().rows(), cols = x.shape().cols();
+        if (rows == 0) return;
+        cuda::kernels::l2_normalize_forward_kernel<T>
+            <<<cuda::kernels::warp_row_blocks(rows), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
+               stream_>>>(x.data(), y.data(), norm, rows, cols, eps);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
+    void l2_normalize_backward(ConstView<T> d_y, ConstView<T> y, const T* norm, TensorView<T> d_x) {
+        check_same(y, d_y, "l2_normalize d_y");
+        check_same(y, d_x, "l2_normalize d_x");
+        const index_t rows = y.shape().rows(), cols = y.shape().cols();
+        if (rows == 0) return;
+        cuda::kernels::l2_normalize_backward_kernel<T>
+            <<<cuda::kernels::warp_row_blocks(rows), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
+               stream_>>>(d_y.data(), y.data(), norm, d_x.data(), rows, cols);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
+
+    // ---- optimiser ----------------------------------------------------------------------------
+    /// One AdamW step on p with gradient g and moments m, v (all device, same shape), in torch's
+    /// order of operations (CpuBackend::adamw_step).
+    void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<T> m, TensorView<T> v, const AdamWHyper& h) {
+        check_same(p, g, "adamw gradient");
+        check_same(p, m, "adamw exp_avg");
+        check_same(p, v, "adamw exp_avg_sq");
+        const T decay = static_cast<T>(1.0 - h.lr * h.weight_decay);
+        const T b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2), eps = static_cast<T>(h.eps);
+        const T step_size = static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, double(h.step))));
+        const T bc2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))));
+        launch_pointwise(p.numel(), cuda::kernels::adamw_kernel<T>, p.data(), g.data(), m.data(), v.data(), p.numel(),
+                         h.weight_decay != 0, decay, b1, b2, eps, step_size, bc2_sqrt);
+    }
+
+    // ---- reductions ---------------------------------------------------------------------------
+    /// out[c] += Σ_r x[r, c]   (out: device [cols])
+    void sum_rows_accumulate(ConstView<T> x, T* out) {
+        const index_t rows = x.shape().rows(), cols = x.shape().cols();
+        if (rows == 0 || cols == 0) return;
+        auto sc = scope();
+        const index_t splits = cuda::kernels::column_splits(rows), chunk = (rows + splits - 1) / splits;
+        double* partial = sc.template buffer<double>(splits * cols);
+        const dim3 grid(static_cast<unsigned>((cols + cuda::kernels::warp_size - 1) / cuda::kernels::warp_size),
+                        static_cast<unsigned>(splits));
+        const dim3 block(cuda::kernels::warp_size, cuda::kernels::column_block_rows);
+        cuda::kernels::column_sum_partial_kernel<T><<<grid, block, 0, stream_>>>(x.data(), partial, rows, cols, chunk);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+        launch_pointwise(cols, cuda::kernels::column_partials_accumulate_kernel<T>, partial, splits, cols, out,
+                         static_cast<T*>(nullptr));
+    }
+    /// Σ x in double, returned as T. Synchronises.
+    T sum(ConstView<T> x) { return reduce(x.data(), nullptr, x.numel()); }
+    /// Σ a·b in double, returned as T. Synchronises.
+    T dot(ConstView<T> a, ConstView<T> b) {
+        check_same(a, b, "dot operand");
+        return reduce(a.data(), b.data(), a.numel());
+    }
+    T mean(ConstView<T> x) { return x.numel() ? sum(x) / static_cast<T>(x.numel()) : T(0); }
+
+private:
+    static cublasOperation_t op(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
+    static int to_int(index_t v) {
+        if (v > INT_MAX)
+            throw ArgumentError("CudaBackend gemm: size " + std::to_string(v) + " exceeds cuBLAS's 32-bit sizes");
+        return static_cast<int>(v);
+    }
+    static std::size_t bytes(ConstView<T> v) { return static_cast<std::size_t>(v.numel()) * sizeof(T); }
+
+    /// The CPU backend's argument check (backend/cpu/gemm.hpp), plus cuBLAS's leading dimension
+    /// of at least 1, which the product with k = 0 would otherwise violate.
+    static void check_gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, index_t lda, index_t ldb, index_t ldc,
+                           index_t batch) {
+        const index_t a_cols = ta == Trans::N ? k : m, b_cols = tb == Trans::N ? n : k;
+        if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < a_cols || ldb < b_cols || ldc < n)
+            throw ArgumentError("gemm: invalid sizes m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                                " k=" + std::to_string(k) + " lda=" + std::to_string(lda) +
+                                " ldb=" + std::to_string(ldb) + " ldc=" + std::to_string(ldc));
+    }
+
+    /// Σ x[i] (y null) or Σ x[i]·y[i], in double; synchronises to bring the value to the host.
+    T reduce(const T* x, const T* y, index_t n) {
+        if (n == 0) return T(0);
+        auto sc = scope();
+        const unsigned blocks = std::min<unsigned>(cuda::kernels::pointwise_blocks(n), 1024);
+        double* partial = sc.template buffer<double>(blocks + 1);
+        cuda::kernels::sum_partial_kernel<T>
+            <<<blocks, cuda::kernels::pointwise_threads, 0, stream_>>>(x, y, n, partial);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+        cuda::kernels::sum_final_kernel<double>
+            <<<1, cuda::kernels::pointwise_threads, 0, stream_>>>(partial, blocks, partial + blocks);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+        double s = 0;
+        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(&s, partial + blocks, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+        synchronize();
+        return static_cast<T>(s);
+    }
+
+    void scale_matrices(T beta, T* c, index_t m, index_t n, index_t ldc, index_t stride, index_t batch) {
+        if (beta == T(1)) return;
+        launch_pointwise(batch * m * n, cuda::kernels::scale_matrices_kernel<T>, beta, c, m, n, ldc, stride, batch);
+    }
+
+    template <class Kernel, class... Args>
+    void launch_pointwise(index_t n, Kernel kernel, Args... args) {
+        if (n <= 0) return;
+        kernel<<<cuda::kernels::pointwise_blocks(n), cuda::kernels::pointwise_threads, 0, stream_>>>(args...);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
+
+    /// Copies n host integers into scratch of `sc`, on the stream. The call returns once the host
+    /// array has been read (pageable memory is staged), so the caller may reuse it at once.
+    const std::int32_t* upload(Scope& sc, const std::int32_t* host, index_t n) {
+        std::int32_t* d = sc.template buffer<std::int32_t>(n);
+        if (n)
+            MMALIGN_CUDA_CHECK(cudaMemcpyAsync(d, host, static_cast<std::size_t>(n) * sizeof(std::int32_t),
+                                               cudaMemcpyHostToDevice, stream_));
+        return d;
+    }
+
+    static void check_targets(const std::int32_t* targets, index_t rows, index_t classes, std::int32_t ignore_index) {
+        for (index_t r = 0; r < rows; ++r)
+            if (targets[r] != ignore_index && (targets[r] < 0 || targets[r] >= classes))
+                throw ArgumentError("cross_entropy: target " + std::to_string(targets[r]) + " at row " +
+                                    std::to_string(r) + " is outside [0, " + std::to_string(classes) +
+                                    ") and is not ignore_index " + std::to_string(ignore_index));
+    }
+    static void check_same(ConstView<T> a, ConstView<T> b, const char* what) {
+        if (!(a.shape() == b.shape()))
+            throw ShapeError(std::string(what) + ": expected " + a.shape().str() + ", found " + b.shape().str());
+    }
+    static void check_rows(ConstView<T> x, index_t cols, const char* what) {
+        if (x.shape().cols() != cols)
+            throw ShapeError(std::string(what) + ": expected last extent " + std::to_string(cols) + ", found " +
+                             x.shape().str());
+    }
+    static void check_numel(ConstView<T> src, ConstView<T> dst, const char* what) {
+        if (src.numel() != dst.numel())
+            throw ShapeError(std::string(what) + ": source " + src.shape().str() + " and destination " +
+                             dst.shape().str() + " differ in size");
+    }
+
+    void release() noexcept {  // no checks: called from the destructor
+        if (stream_) (void)cudaStreamSynchronize(stream_);  // queued ops may still use the workspace
+        if (cublas_) (void)cublasDestroy(cublas_);
+        if (workspace_) (void)cudaFree(workspace_);
+        if (owns_stream_ && stream_) (void)cudaStreamDestroy(stream_);
+        cublas_ = nullptr;
+        workspace_ = nullptr;
+        stream_ = nullptr;
+        owns_stream_ = false;
+    }
+
+    int device_ = 0;
+    cudaStream_t stream_ = nullptr;
+    bool owns_stream_ = false;
+    cublasHandle_t cublas_ = nullptr;
+    void* workspace_ = nullptr;
+    bool tf32_ = false;
+    cuda::DeviceArena arena_;  // freed after release() has waited for the stream
+};
+
+static_assert(Backend<CudaBackend<float>>, "CudaBackend<float> must provide the whole op set.");
+
+}  // namespace mmalign

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The GPU check of the CUDA backend, in one run on a machine with an NVIDIA GPU, nvcc, CMake and
+# Ninja (PyTorch optional), from the repository root, with the header-only dependencies vendored
+# in deps/ (scripts/vendor-deps.sh, run where the Debian packages are):
+#   1. configure (Release, sm_90, CMAKE_PREFIX_PATH=deps) and build the CUDA tests and bench_gpu
+#   2. run the CUDA tests (they fail, not skip, when no device is visible)
+#   3. compute-sanitizer memcheck over test_cuda_ops, when compute-sanitizer exists
+#   4. bench_gpu (gemm vs cuBLAS; ViT-B/32-sized encoder forward), then benchmarks/torch/gpu_vit.py
+#      when `import torch` works
+#   5. a summary table (last lines of the output)
+# Logs go to $OUT when it is set (else to <build>/gpu-check), 7 files at most. Every step runs
+# even when an earlier optional one failed; the exit status is 1 if the build, a test, the
+# sanitizer or a benchmark check failed. Optional steps (memcheck, torch.compile) are cut short
+# or skipped as the time budget (GPU_CHECK_BUDGET, 380 s) runs out, so the whole script stays
+# under about 6.5 minutes on a 16-core H100/H200 machine; about 3 to 4 minutes is typical.
+# Usage: scripts/gpu-check.sh [build-dir]   (default build-gpu); CUDA_ARCH=90 by default.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+arch=${CUDA_ARCH:-90}
+logs=${OUT:-$build/gpu-check}
+mkdir -p "$logs"
+jobs=$(nproc 2>/dev/null || echo 8)
+t_start=$(date +%s)
+budget=${GPU_CHECK_BUDGET:-380}  # seconds; optional steps start only while time is left
+
+elapsed() { echo $(( $(date +%s) - t_start )); }
+left() { echo $(( budget - $(elapsed) )); }
+steps=()
+record() { steps+=("$(printf '%-22s %-8s %5ss  %s' "$1" "$2" "$3" "${4:-}")"); }
+overall=0
+
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
+echo "== gpu-check: $(date -u +%FT%TZ), $jobs cores, build dir $build, logs in $logs"
+{
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nvcc --version | tail -2
+  cmake --version | head -1
+  ninja --version
+} 2>&1 | tee "$logs/build.log"
+
+# ---- 1. configure and build ----------------------------------------------------------------
+if [ ! -d deps/include/eigen3 ]; then
+  if [ -d /usr/include/eigen3 ] && [ -d /usr/include/xtensor ]; then
+    bash scripts/vendor-deps.sh deps >/dev/null
+  else
+    echo "gpu-check: deps/ is missing: run scripts/vendor-deps.sh where the Debian packages are and carry deps/" >&2
+    exit 2
+  fi
+fi
+xtensor_dir=$(dirname "$(find "$PWD/deps" -name xtensorConfig.cmake | head -1)")
+t=$(date +%s)
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$PWD/deps" -Dxtensor_DIR="$xtensor_dir" \
+  -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" \
+  -DMMALIGN_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" -DMMALIGN_BUILD_BENCHMARKS=ON \
+  >> "$logs/build.log" 2>&1
+rc=$?
+if [ $rc -eq 0 ]; then
+  cmake --build "$build" -j "$jobs" --target test_cuda_ops test_cuda_modules bench_gpu >> "$logs/build.log" 2>&1
+  rc=$?
+fi
+record "configure + build" "$([ $rc -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t ))
+if [ $rc -ne 0 ]; then
+  tail -40 "$logs/build.log"
+  printf '%s\n' "${steps[@]}"
+  exit 1
+fi
+
+# ---- 2. CUDA tests -------------------------------------------------------------------------
+t=$(date +%s)
+tests_summary=""
+tests_rc=0
+for name in test_cuda_ops test_cuda_modules; do
+  MMALIGN_REQUIRE_CUDA=1 timeout 300 "$build/tests/cuda/$name" --duration=true > "$logs/$name.log" 2>&1
+  r=$?
+  [ $r -ne 0 ] && tests_rc=1
+  tests_summary+="$name: $(grep -E '^\[doctest\] test cases:' "$logs/$name.log" | sed 's/\[doctest\] //') (exit $r); "
+  [ $r -ne 0 ] && grep -E -B2 -A12 "ERROR|FATAL|error:" "$logs/$name.log" | head -80
+done
+record "CUDA tests" "$([ $tests_rc -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "$tests_summary"
+[ $tests_rc -ne 0 ] && overall=1
+
+# ---- 3. compute-sanitizer memcheck ---------------------------------------------------------
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+t=$(date +%s)
+if [ -z "$sanitizer" ]; then
+  record "memcheck" "skipped" 0 "compute-sanitizer not found"
+elif [ "$(left)" -lt 240 ]; then
+  record "memcheck" "skipped" 0 "time budget"
+else
+  # The CudaError test makes failing API calls on purpose; the sanitizer would count them as errors.
+  MMALIGN_REQUIRE_CUDA=1 timeout 150 "$sanitizer" --tool memcheck --error-exitcode 3 \
+    "$build/tests/cuda/test_cuda_ops" --test-case-exclude='failed CUDA and cuBLAS calls*' > "$logs/memcheck.log" 2>&1
+  r=$?
+  summary=$(grep -E "ERROR SUMMARY" "$logs/memcheck.log" | tail -1)
+  case $r in
+    0) record "memcheck" "ok" $(( $(date +%s) - t )) "test_cuda_ops: $summary" ;;
+    124) record "memcheck" "timeout" $(( $(date +%s) - t )) "test_cuda_ops (150 s limit)" ;;
+    *) record "memcheck" "FAILED" $(( $(date +%s) - t )) "test_cuda_ops exit $r: $summary"; overall=1
+       grep -E -A8 "Invalid|ERROR" "$logs/memcheck.log" | head -60 ;;
+  esac
+fi
+
+# ---- 4. benchmarks -------------------------------------------------------------------------
+t=$(date +%s)
+timeout 240 "$build/benchmarks/gpu/bench_gpu" > "$logs/bench.log" 2>&1
+r=$?
+record "bench_gpu" "$([ $r -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "exit $r"
+[ $r -ne 0 ] && { overall=1; tail -20 "$logs/bench.log"; }
+
+t=$(date +%s)
+: > "$logs/torch.log"
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  remaining=$(left)
+  if [ "$remaining" -lt 60 ]; then
+    record "torch gpu_vit.py" "skipped" 0 "time budget"
+  else
+    compile_budget=$(( remaining - 90 ))
+    [ $compile_budget -lt 0 ] && compile_budget=0
+    [ $compile_budget -gt 150 ] && compile_budget=150
+    PYTHONUNBUFFERED=1 timeout $(( remaining - 10 )) python3 benchmarks/torch/gpu_vit.py \
+      --compile-budget "$compile_budget" > "$logs/torch.log" 2>&1
+    r=$?
+    record "torch gpu_vit.py" "$([ $r -eq 0 ] && echo ok || echo "exit $r")" $(( $(date +%s) - t )) \
+      "compile budget ${compile_budget}s"
+  fi
+else
+  record "torch gpu_vit.py" "skipped" 0 "no torch with CUDA"
+fi
+
+# ---- 5. summary ----------------------------------------------------------------------------
+{
+  echo
+  echo "== gemm (GFLOP/s): mmalign CudaBackend::gemm vs cublasSgemm"
+  awk '$1 == "RESULT" && $2 == "gemm" { key = $3" "$4; v[key" "$5] = $6; if (!(key in seen)) { seen[key] = 1; ks[++n] = key } }
+       END { printf "%-12s %-5s %12s %12s %7s\n", "size", "prec", "mmalign", "cublas", "ratio";
+             for (i = 1; i <= n; ++i) { split(ks[i], p, " "); m = v[ks[i]" mmalign"]; c = v[ks[i]" cublas"];
+               printf "%-12s %-5s %12.0f %12.0f %7.2f\n", p[1], p[2], m, c, (c > 0 ? m / c : 0) } }' "$logs/bench.log"
+  echo
+  echo "== ViT-B/32-sized encoder forward (sequences/s): mmalign vs PyTorch"
+  cat "$logs/bench.log" "$logs/torch.log" | awk '$1 == "RESULT" && $2 == "vit" {
+         key = $3" "$4; v[key" "$5] = $6; if (!(key in seen)) { seen[key] = 1; ks[++n] = key } }
+       END { printf "%-8s %-5s %12s %12s %12s %9s %9s\n", "batch", "prec", "mmalign", "torch-eager",
+                    "torch-comp", "mm/eager", "mm/comp";
+             for (i = 1; i <= n; ++i) { split(ks[i], p, " "); m = v[ks[i]" mmalign"]; e = v[ks[i]" torch-eager"];
+               c = v[ks[i]" torch-compile"];
+               printf "%-8s %-5s %12s %12s %12s %9s %9s\n", p[1], p[2],
+                 (m > 0 ? sprintf("%.1f", m) : "-"), (e > 0 ? sprintf("%.1f", e) : "-"), (c > 0 ? sprintf("%.1f", c) : "-"),
+                 (m > 0 && e > 0 ? sprintf("%.2f", m / e) : "-"), (m > 0 && c > 0 ? sprintf("%.2f", m / c) : "-") } }'
+  grep -E "CHECK FAILED|TF32 output vs fp32" "$logs/bench.log"
+  echo
+  echo "== steps (total $(elapsed) s)"
+  printf '%s\n' "${steps[@]}"
+  echo "gpu-check: $([ $overall -eq 0 ] && echo PASSED || echo FAILED)"
+} 2>&1 | tee "$logs/summary.txt"
+exit $overall
