@@ -269,7 +269,7 @@ int main(int argc, char** argv) try {
     WordTokenizer tok;
     // --quick: a smaller model on a fifth of the data, for CI (asserted target below).
     const index_t train_n = opt.quick ? 12000 : train.n, eval_n = opt.quick ? 2000 : test.n;
-    if (opt.quick) opt.epochs = std::min(opt.epochs, 2);
+    if (opt.quick) opt.epochs = std::min(opt.epochs, 4);
 
     Clip<Be>::Config cfg;
     cfg.vision = {.image_size = 28, .patch_size = 7, .channels = 1, .hidden = opt.quick ? 48 : 96,
@@ -392,7 +392,7 @@ int main(int argc, char** argv) try {
                 loss_curve.empty() ? 0.0 : loss_curve.back().second, opt.out.c_str(), y_loss);
     std::printf("zero-shot top1=%.4f i2t_R@1=%.4f t2i_R@1=%.4f i2t_R@5=%.4f t2i_R@5=%.4f train_seconds=%.1f\n", ev.top1,
                 ev.i2t_r1, ev.t2i_r1, ev.i2t_r5, ev.t2i_r5, train_seconds);
-    const double target = opt.quick ? 0.70 : 0.85;
+    const double target = opt.quick ? 0.75 : 0.85;
     if (opt.steps < 0 && ev.top1 < target) {
         std::fprintf(stderr, "zero-shot top-1 %.4f is below the target %.2f\n", ev.top1, target);
         return 3;

@@ -406,3 +406,38 @@ TEST_CASE("transformer stacks on CUDA equal the CPU's: a CLIP-style pre-norm enc
         check_gradients(gpu, cm, gm);
     }
 }
+
+// The HF CLIP fixtures of tests/models/test_clip.cpp, through the CUDA backend: weights loaded
+// with load_parameters(be, …) straight into device storage, HF's outputs reproduced to 1e-5.
+#include "mmalign/io/hf_config.hpp"
+#include "mmalign/io/safetensors.hpp"
+#include "mmalign/models/clip.hpp"
+
+TEST_CASE("CLIP on CUDA reproduces HF CLIPModel's embeddings and logits (the three tiny fixtures)") {
+    const std::string root = std::string(MMALIGN_FIXTURE_DIR) + "/clip/";
+    for (const char* name : {"tiny_quick_gelu", "odd_grid_gelu", "single_head_relu"}) {
+        CAPTURE(name);
+        Gpu be;
+        auto model = Clip<Gpu>::from_pretrained(be, root + name);
+        auto exp = io::SafetensorsFile::open(root + name + "/expected.safetensors");
+        const Tensor<float> pixels = exp.read<float>("pixel_values");
+        const Tensor<float> idf = exp.read<float>("input_ids"), mf = exp.read<float>("attention_mask");
+        const std::vector<std::int32_t> ids(idf.begin(), idf.end()), mask(mf.begin(), mf.end());
+        DeviceTensor<float> px = test::upload(be, pixels);
+        auto out = model.forward(be, px.view(), ids, mask, idf.dim(0));
+        for (const char* key : {"image_embeds", "text_embeds", "logits_per_image", "logits_per_text"}) {
+            CAPTURE(key);
+            const Tensor<float> want = exp.read<float>(key);
+            const DeviceTensor<float>& got_d = std::string(key) == "image_embeds"  ? out.image_embeds
+                                               : std::string(key) == "text_embeds" ? out.text_embeds
+                                               : std::string(key) == "logits_per_image" ? out.logits_per_image
+                                                                                        : out.logits_per_text;
+            const Tensor<float> got = test::download(be, got_d.view());
+            REQUIRE(got.shape() == want.shape());
+            double worst = 0;
+            for (index_t i = 0; i < got.numel(); ++i)
+                worst = std::max(worst, std::abs(double(got.data()[i]) - double(want.data()[i])));
+            CHECK(worst <= 1e-5);
+        }
+    }
+}

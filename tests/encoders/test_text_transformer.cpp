@@ -17,6 +17,17 @@ TEST_CASE("EOS pooling: argmax(ids) when eos_token_id is 2, else the first id eq
                                            0, 3, 4, 5, 6, 8, 9, 10};    // no 7 at all → position 0
     CHECK(legacy.pool_positions(ids, 2, 8) == std::vector<index_t>{2, 7});
     CHECK(current.pool_positions(ids, 2, 8) == std::vector<index_t>{5, 0});
+    current.config.pooling = EosPooling::argmax;  // pre-#24777: argmax whatever the eos id
+    CHECK(current.pool_positions(ids, 2, 8) == std::vector<index_t>{2, 7});
+    legacy.config.pooling = EosPooling::first_eos;  // eos id 2: first 2 in row 0 is absent → 0
+    CHECK(legacy.pool_positions(ids, 2, 8) == std::vector<index_t>{0, 0});
+    // newest rule: argmax only when every row's largest id is 49407
+    Text newest({.vocab_size = 49408, .max_positions = 4, .hidden = 4, .layers = 0, .heads = 1, .mlp_hidden = 4,
+                 .eos_token_id = 7, .pooling = EosPooling::hf_all_rows_max});
+    const std::vector<std::int32_t> clip_ids = {49406, 49407, 49407, 49407, 49406, 320, 49407, 49407};
+    CHECK(newest.pool_positions(clip_ids, 2, 4) == std::vector<index_t>{1, 2});
+    const std::vector<std::int32_t> mixed = {49406, 49407, 7, 7, 5, 7, 9, 7};
+    CHECK(newest.pool_positions(mixed, 2, 4) == std::vector<index_t>{2, 1});
 }
 
 TEST_CASE("the pooled output does not depend on what follows EOS (causal mask) or on padding") {

@@ -3,15 +3,20 @@
 //   ids [B, T] → token_embedding[ids] + position_embedding[0..T) → L pre-norm blocks under a
 //   causal mask combined with the padding mask → final_layer_norm → last_hidden_state [B, T, D]
 //   pooled[b] = last_hidden_state[b, eos_b]                                           [B, D]
-// EOS pooling follows transformers' CLIPTextTransformer (as of v5.24): when the config's
-// eos_token_id is 2 (the legacy value still in the OpenAI hub configs) the pooled position is
-// argmax(ids) — the first EOS, since 49407 is the largest id; otherwise it is the first position
-// whose id equals eos_token_id (position 0 when there is none). models.md §1.2 lists the older
-// and newer rules; all agree on CLIP-tokenized input.
+// EOS pooling (models.md §1.2; every rule transformers has used, Config::pooling):
+//   hf_eos2_argmax (default; transformers ≥ 4.31 up to 5.24 at least): eos_token_id == 2 (the
+//       legacy value still in the OpenAI hub configs) → argmax(ids), else the first position
+//       whose id equals eos_token_id (position 0 when there is none);
+//   argmax: argmax(ids) always (before PR #24777) — the first EOS, 49407 being the largest id;
+//   first_eos: the first position equal to eos_token_id always;
+//   hf_all_rows_max: argmax(ids) when every row's largest id is 49407, else first_eos (the rule
+//       models.md reads from the newest modeling_clip.py).
+// All four agree on CLIP-tokenized input.
 // HF keys (under "text_model"): embeddings.token_embedding.weight [V, D],
 // embeddings.position_embedding.weight [P, D], encoder.layers.{i}.*, final_layer_norm.*
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -21,6 +26,9 @@
 #include "mmalign/nn/transformer_stack.hpp"
 
 namespace mmalign {
+
+/// How the text tower picks the position it pools (see the header comment).
+enum class EosPooling { hf_eos2_argmax, argmax, first_eos, hf_all_rows_max };
 
 template <Backend B>
 struct TextTransformer {
@@ -37,6 +45,7 @@ struct TextTransformer {
         Activation activation = Activation::quick_gelu;
         double eps = 1e-5;
         std::int64_t eos_token_id = 49407;
+        EosPooling pooling = EosPooling::hf_eos2_argmax;
     };
     struct Saved {
         typename Embedding<B>::Saved tokens;
@@ -71,13 +80,24 @@ struct TextTransformer {
 
     /// The position each row is pooled at (see the header comment).
     std::vector<index_t> pool_positions(std::span<const std::int32_t> ids, index_t Bn, index_t Tn) const {
+        bool use_argmax = false;
+        switch (config.pooling) {
+            case EosPooling::hf_eos2_argmax: use_argmax = config.eos_token_id == 2; break;
+            case EosPooling::argmax: use_argmax = true; break;
+            case EosPooling::first_eos: use_argmax = false; break;
+            case EosPooling::hf_all_rows_max:
+                use_argmax = true;
+                for (index_t b = 0; b < Bn; ++b)
+                    use_argmax &= *std::max_element(ids.data() + b * Tn, ids.data() + (b + 1) * Tn) == 49407;
+                break;
+        }
         std::vector<index_t> idx(static_cast<std::size_t>(Bn), 0);
         for (index_t b = 0; b < Bn; ++b) {
             const std::int32_t* row = ids.data() + b * Tn;
             index_t best = 0;
             for (index_t t = 0; t < Tn; ++t) {
-                if (config.eos_token_id == 2) {
-                    if (row[t] > row[best]) best = t;
+                if (use_argmax) {
+                    if (row[t] > row[best]) best = t;  // strict: torch.argmax returns the first maximum
                 } else if (row[t] == config.eos_token_id) {
                     best = t;
                     break;

@@ -148,7 +148,10 @@ inline std::string printable(std::string_view s) {
 }
 
 inline std::string offsets_str(std::uint64_t b, std::uint64_t e) {
-    return "[" + std::to_string(b) + ", " + std::to_string(e) + "]";
+    // Built by append: GCC 12 at -O3 reports a false -Wrestrict for `"[" + std::string` here.
+    std::string s("[");
+    s.append(std::to_string(b)).append(", ").append(std::to_string(e)).append("]");
+    return s;
 }
 
 /// Thrown inside the parser callback to stop at the first duplicate key or excessive nesting.

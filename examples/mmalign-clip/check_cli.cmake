@@ -1,0 +1,42 @@
+# mmalign-clip's contract on good and bad input: exit codes, one clear line on stderr, JSON keys.
+# -DEXE=<mmalign-clip> -DFIX=<tests/fixtures> -DDIR=<scratch folder>
+file(REMOVE_RECURSE ${DIR})
+file(MAKE_DIRECTORY ${DIR}/model ${DIR}/corrupt)
+foreach(d model corrupt)
+  file(COPY ${FIX}/clip/tiny_quick_gelu/config.json ${FIX}/clip_tokenizer/hf/vocab.json
+            ${FIX}/clip_tokenizer/hf/merges.txt DESTINATION ${DIR}/${d})
+  file(WRITE ${DIR}/${d}/preprocessor_config.json
+       "{\"size\": 32, \"crop_size\": 32, \"image_mean\": [0.5, 0.5, 0.5], \"image_std\": [0.5, 0.5, 0.5]}")
+endforeach()
+file(COPY ${FIX}/clip/tiny_quick_gelu/model.safetensors DESTINATION ${DIR}/model)
+file(COPY_FILE ${FIX}/safetensors_bad/overlapping_ranges.safetensors ${DIR}/corrupt/model.safetensors)
+
+function(expect code stderr_regex)
+  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL code)
+    message(FATAL_ERROR "mmalign-clip ${ARGN}: exit ${rc}, expected ${code}\nstderr: ${err}")
+  endif()
+  if(NOT err MATCHES "${stderr_regex}")
+    message(FATAL_ERROR "mmalign-clip ${ARGN}: stderr does not match '${stderr_regex}':\n${err}")
+  endif()
+  if(code EQUAL 1)  # bad input: exactly one line
+    string(REGEX MATCHALL "\n" lines "${err}")
+    list(LENGTH lines n)
+    if(NOT n EQUAL 1)
+      message(FATAL_ERROR "mmalign-clip ${ARGN}: expected one line on stderr, found ${n}:\n${err}")
+    endif()
+  endif()
+  set(last_out "${out}" PARENT_SCOPE)
+endfunction()
+
+expect(2 "unknown command" frobnicate)
+expect(2 "--model DIR is required" embed --text hi)
+expect(1 "no_such_dir/config.json: cannot open file" embed --model ${DIR}/no_such_dir --text hi)
+expect(1 "corrupt/model.safetensors.*overlap" embed --model ${DIR}/corrupt --image ${FIX}/images/cat_crop.png)
+expect(1 "missing.jpg" embed --model ${DIR}/model --image ${DIR}/missing.jpg)
+expect(1 "vocab.json" embed --model ${DIR}/model --image ${DIR}/model/vocab.json)
+expect(0 "" embed --model ${DIR}/model --image ${FIX}/images/cat_crop.png --image ${FIX}/images/coffee_444.jpg --json)
+if(NOT last_out MATCHES "^{\"image_embeds\":\\[\\[" OR last_out MATCHES "text_embeds")
+  message(FATAL_ERROR "embed --json printed: ${last_out}")
+endif()
+message(STATUS "mmalign-clip: exit codes, messages and JSON as documented")
