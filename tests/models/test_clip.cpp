@@ -21,17 +21,21 @@ namespace {
 
 const std::string fixtures = std::string(MMALIGN_FIXTURE_DIR) + "/clip/";
 
-// Max |a − b| over all elements; prints the worst element so a failure says where.
+// Max |a − b| over all elements, divided by max(1, max |b|): absolute for embeddings and hidden
+// states, relative for logits, which are cosines times exp(logit_scale) (up to 100, where one
+// float ulp is 7.6e-6). Prints the worst element so a failure says where.
 double worst_diff(const std::string& what, ConstView<float> got, ConstView<float> want) {
     REQUIRE_MESSAGE(got.shape() == want.shape(), what, ": shape ", got.shape().str(), " vs ", want.shape().str());
-    double worst = 0;
+    double worst = 0, scale = 1;
     index_t at = 0;
     for (index_t i = 0; i < got.numel(); ++i) {
         const double d = std::abs(double(got.data()[i]) - double(want.data()[i]));
         if (d > worst || std::isnan(d)) worst = d, at = i;
+        scale = std::max(scale, std::abs(double(want.data()[i])));
     }
+    worst /= scale;
     if (worst > 1e-5 || std::getenv("MMALIGN_PARITY_VERBOSE"))
-        std::printf("%s: worst |diff| %.3g at flat index %lld (got %.7g, HF %.7g)\n", what.c_str(), worst, (long long)at,
+        std::printf("%s: worst |diff|/max(1,|HF|) %.3g at flat index %lld (got %.7g, HF %.7g)\n", what.c_str(), worst, (long long)at,
                     double(got.data()[at]), double(want.data()[at]));
     return worst;
 }
