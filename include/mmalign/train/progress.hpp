@@ -27,11 +27,11 @@ public:
     /// `done` steps finished out of total; `status` is appended (e.g. "loss 0.41").
     void update(long done, const std::string& status) {
         const auto now = Clock::now();
+        if (first_done_ < 0) first_done_ = done, first_time_ = now;  // the rate excludes the first step
         const double since = seconds(last_, now);
         if (!tty_ && since < interval_ && done < total_) return;
         if (tty_ && since < 0.1 && done < total_) return;
         last_ = now;
-        if (first_done_ < 0) first_done_ = done, first_time_ = now;
         const double elapsed = seconds(first_time_, now);
         const double rate = elapsed > 0 ? double(done - first_done_) / elapsed : 0.0;
         const double eta = rate > 0 ? double(total_ - done) / rate : 0.0;

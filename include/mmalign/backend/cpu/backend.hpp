@@ -91,11 +91,10 @@ public:
         T* yd = y.data();
         cpu::parallel_for(threads_, M, N * 4, [&](index_t r) {
             T* yr = yd + r * N;
-            for (index_t c = 0; c < N; ++c) {
-                T v = bias ? yr[c] + bias[c] : yr[c];
-                if (pre) pre[r * N + c] = v;
-                yr[c] = cpu::activate(act, v);
-            }
+            if (bias)
+                for (index_t c = 0; c < N; ++c) yr[c] += bias[c];
+            if (pre) std::copy(yr, yr + N, pre + r * N);
+            if (act != Activation::none) cpu::activate_span(act, yr, yr, N);
         });
     }
 
