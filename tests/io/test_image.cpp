@@ -34,6 +34,7 @@ TEST_CASE("image tests are skipped: mmalign::image was not configured (needs lib
 
 #include "mmalign/io/clip_image_processor.hpp"
 #include "mmalign/io/image.hpp"
+#include "mmalign/io/safetensors.hpp"
 #include "mmalign/io/pillow_resize.hpp"
 
 using namespace mmalign;
@@ -72,7 +73,7 @@ void write_all(const fs::path& p, const void* data, std::size_t n) {
     REQUIRE(out.good());
 }
 
-// ---- expected.safetensors (U8 and F32 entries) ------------------------------------------------
+// ---- expected.safetensors (U8 and F32 entries), read through io::SafetensorsFile ---------------
 struct Entry {
     std::string dtype;
     std::vector<index_t> shape;
@@ -80,7 +81,7 @@ struct Entry {
 };
 
 struct Expected {
-    std::vector<char> bytes;
+    io::SafetensorsFile file;  // mmapped; entries point into it
     std::map<std::string, Entry> entries;
     std::map<std::string, std::string> meta;
 
@@ -89,30 +90,15 @@ struct Expected {
         return e;
     }
     static Expected load() {
-        Expected e;
-        e.bytes = read_all(image_dir / "expected.safetensors");
-        REQUIRE(e.bytes.size() >= 8);
-        std::uint64_t n = 0;
-        std::memcpy(&n, e.bytes.data(), 8);
-        REQUIRE(8 + n <= e.bytes.size());
-        const auto header =
-            nlohmann::json::parse(e.bytes.begin() + 8, e.bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
-        const char* base = e.bytes.data() + 8 + n;
-        for (auto it = header.begin(); it != header.end(); ++it) {
-            if (it.key() == "__metadata__") {
-                for (auto m = it->begin(); m != it->end(); ++m) e.meta[m.key()] = m->get<std::string>();
-                continue;
-            }
+        Expected e{io::SafetensorsFile::open((image_dir / "expected.safetensors").string()), {}, {}};
+        e.meta = e.file.metadata();
+        for (const std::string& k : e.file.names()) {
             Entry en;
-            en.dtype = (*it)["dtype"].get<std::string>();
-            en.shape = (*it)["shape"].get<std::vector<index_t> >();
-            const auto off = (*it)["data_offsets"].get<std::vector<std::uint64_t> >();
-            index_t numel = 1;
-            for (index_t d : en.shape) numel *= d;
-            REQUIRE(off[1] - off[0] == static_cast<std::uint64_t>(numel) * (en.dtype == "U8" ? 1u : 4u));
-            REQUIRE(8 + n + off[1] <= e.bytes.size());
-            en.data = base + off[0];
-            e.entries[it.key()] = en;
+            en.dtype = e.file.dtype(k);
+            const Shape sh = e.file.shape(k);
+            for (int i = 0; i < sh.rank(); ++i) en.shape.push_back(sh[i]);
+            en.data = reinterpret_cast<const char*>(e.file.bytes(k).data());
+            e.entries[k] = en;
         }
         return e;
     }
