@@ -5,8 +5,7 @@
 // transformers' convert_to_rgb, Pillow resizes and CLIPImageProcessorPil pixel_values for the
 // configs in configs/*.json. Resize and preprocessing start from Pillow's decoded pixels, so they
 // are checked bit for bit whatever the JPEG decoder; the end-to-end test starts from the file.
-// The entries are U8 and F32; this file reads them with its own few lines (the library reader
-// takes float tensors only).
+// The entries are U8 and F32, read through io::SafetensorsFile.
 #include <doctest/doctest.h>
 
 #if !defined(MMALIGN_WITH_IMAGE)
