@@ -129,7 +129,9 @@ void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, 
         return;
     }
     // Blocks aligned to 16 rows (columns) so each stays a whole number of kernel panels.
-    const bool by_rows = m >= n || m >= 16 * team;
+    // Split the larger side of C: each block packs only its share of the other operand, and for
+    // C = x·Wᵀ with few rows (batch 1) that share is the weight, the expensive one to pack.
+    const bool by_rows = m >= n;
     const index_t extent = by_rows ? m : n;
     const index_t block = (extent + team - 1) / team;
     const index_t aligned = (block + 15) / 16 * 16;
