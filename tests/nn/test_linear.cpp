@@ -77,3 +77,16 @@ TEST_CASE("Linear names the wrong extent of a bad input") {
                          ShapeError);
     CHECK_THROWS_AS(Linear<Be>({.in = 0, .out = 2}), ArgumentError);
 }
+
+TEST_CASE("gradients are allocated by the first accumulating backward, so inference holds only weights") {
+    Be be;
+    Linear<Be> lin({.in = 3, .out = 2});
+    Tensor<double> x = test::random_tensor({4, 3}, 7), y(Shape{4, 2}), r = test::random_tensor({4, 2}, 8);
+    Linear<Be>::Saved s;
+    lin.forward(be, x.view(), y.view(), &s);
+    CHECK_FALSE(lin.params.weight.has_grad());
+    CHECK(lin.params.weight.grad.numel() == 0);
+    lin.backward(be, s, r.view(), {}, GradMode::accumulate);
+    CHECK(lin.params.weight.has_grad());
+    CHECK(lin.params.weight.grad.shape() == Shape{2, 3});
+}

@@ -33,6 +33,11 @@ struct TwoParams {
     }
 };
 
+Be& be_for_empty() {
+    static Be be;
+    return be;
+}
+
 std::vector<std::int32_t> as_ids(const Tensor<float>& t) { return {t.begin(), t.end()}; }
 
 // max |a − b| / max(1, max |b|)
@@ -119,6 +124,9 @@ TEST_CASE("warm-up + cosine follows open_clip's cosine_lr") {
 
 TEST_CASE("clip_grad_norm rescales to the max norm and reports the norm before; freeze matches globs") {
     TwoParams m("vision.a", Shape{2}, "text.b", Shape{2});
+    CHECK_FALSE(m.a.has_grad());  // allocated by the first backward, not by construction
+    CHECK(clip_grad_norm(be_for_empty(), m, 1.0) == 0.0);
+    m.a.grad = Tensor<float>(Shape{2}, 0.f), m.b.grad = Tensor<float>(Shape{2}, 0.f);
     m.a.grad(0) = 3, m.b.grad(1) = 4;  // norm 5
     Be be;
     CHECK(clip_grad_norm(be, m, 1.0) == doctest::Approx(5.0));

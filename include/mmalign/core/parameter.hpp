@@ -14,20 +14,28 @@
 namespace mmalign {
 
 /// A parameter whose storage is `Storage` (a host Tensor<T>, or a backend's device tensor).
+/// The gradient is allocated (and zeroed) by the first backward that accumulates into it, so
+/// inference and frozen towers hold only their weights.
 template <class Storage>
 struct BasicParameter {
     Storage value;               // shape fixed by the module's Config
-    Storage grad;                // same shape; backward adds into it (`+=`)
+    Storage grad;                // empty until a backward accumulates; then value's shape, `+=`
     bool requires_grad = true;   // false: backward skips this parameter's gradient (frozen)
 
     BasicParameter() = default;
-    explicit BasicParameter(Shape s) : value(s), grad(s) {
-        value.zero();
-        grad.zero();
-    }
+    explicit BasicParameter(Shape s) : value(s) { value.zero(); }
     const Shape& shape() const { return value.shape(); }
+    /// True once a gradient has been allocated (a backward has reached this parameter).
+    bool has_grad() const { return grad.numel() == value.numel() && grad.shape() == value.shape(); }
     /// Where backward should add this parameter's gradient, or null when it must not.
-    auto* grad_target(bool accumulate) { return accumulate && requires_grad ? grad.data() : nullptr; }
+    auto* grad_target(bool accumulate) {
+        if (!accumulate || !requires_grad) return static_cast<decltype(grad.data())>(nullptr);
+        if (!has_grad()) {
+            grad.resize(value.shape());
+            grad.zero();
+        }
+        return grad.data();
+    }
 };
 
 /// The host-memory parameter of the CPU backend.

@@ -59,7 +59,7 @@ public:
     void step(B& be, M& module, double lr) {
         ++step_;
         module.visit([&](const std::string& name, auto& p) {
-            if (!p.requires_grad) return;
+            if (!p.requires_grad || !p.has_grad()) return;  // like torch: no gradient, no update
             State& st = state_[name];
             if (st.exp_avg.numel() != p.value.numel() || !(st.exp_avg.shape() == p.shape())) {
                 st.exp_avg.resize(p.shape());

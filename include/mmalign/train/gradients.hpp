@@ -20,13 +20,13 @@ template <Backend B, class M>
 double clip_grad_norm(B& be, M& module, double max_norm) {
     double sq = 0;
     module.visit([&](const std::string&, auto& p) {
-        if (p.requires_grad) sq += double(be.dot(p.grad.view(), p.grad.view()));
+        if (p.requires_grad && p.has_grad()) sq += double(be.dot(p.grad.view(), p.grad.view()));
     });
     const double total = std::sqrt(sq);
     const double coef = max_norm / (total + 1e-6);
     if (coef < 1.0)
         module.visit([&](const std::string&, auto& p) {
-            if (p.requires_grad) be.scale(static_cast<typename B::Scalar>(coef), p.grad.view());
+            if (p.requires_grad && p.has_grad()) be.scale(static_cast<typename B::Scalar>(coef), p.grad.view());
         });
     return total;
 }
@@ -35,7 +35,7 @@ double clip_grad_norm(B& be, M& module, double max_norm) {
 template <Backend B, class M>
 void scale_gradients(B& be, M& module, double factor) {
     module.visit([&](const std::string&, auto& p) {
-        if (p.requires_grad) be.scale(static_cast<typename B::Scalar>(factor), p.grad.view());
+        if (p.requires_grad && p.has_grad()) be.scale(static_cast<typename B::Scalar>(factor), p.grad.view());
     });
 }
 
