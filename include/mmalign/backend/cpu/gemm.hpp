@@ -118,8 +118,8 @@ void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, 
     if (impl == GemmImpl::blas)
         throw ArgumentError("gemm: GemmImpl::blas requested but mmalign was built without MMALIGN_USE_BLAS");
 #else
-    static const bool single_threaded_blas = (openblas_set_num_threads(1), true);  // once per process
-    (void)single_threaded_blas;
+    // Every call: the process may have raised OpenBLAS's count since (it is a global setting).
+    openblas_set_num_threads(1);
 #endif
     Eigen::setNbThreads(1);
     const index_t flops = 2 * m * n * std::max<index_t>(k, 1);
