@@ -31,12 +31,14 @@ TEST_CASE("image tests are skipped: mmalign::image was not configured (needs lib
 
 #include <nlohmann/json.hpp>
 
+#include "support/errors.hpp"
 #include "mmalign/io/clip_image_processor.hpp"
 #include "mmalign/io/image.hpp"
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/io/pillow_resize.hpp"
 
 using namespace mmalign;
+using mmalign::test::io_error_of;
 using namespace mmalign::io;
 namespace fs = std::filesystem;
 
@@ -154,20 +156,6 @@ double max_diff_pv(const Tensor<float>& ours, const Entry& e) {
         m = std::max(m, std::abs(double(ours.data()[i]) - double(ref)));
     }
     return m;
-}
-
-template <class F>
-std::string io_error_of(F&& f) {
-    try {
-        f();
-    } catch (const IoError& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        FAIL_CHECK("expected IoError, got another exception: ", e.what());
-        return {};
-    }
-    FAIL_CHECK("expected IoError, nothing was thrown");
-    return {};
 }
 
 struct TempDir {

@@ -29,10 +29,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "support/errors.hpp"
 #include "mmalign/backend/cpu/backend.hpp"
 #include "mmalign/io/safetensors.hpp"
 
 using namespace mmalign;
+using mmalign::test::io_error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -41,20 +43,6 @@ const fs::path bad_dir = fs::path(MMALIGN_FIXTURE_DIR) / "safetensors_bad";
 const fs::path good_dir = fs::path(MMALIGN_FIXTURE_DIR) / "safetensors_good";
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-template <class F>
-std::string io_error_of(F&& f) {
-    try {
-        f();
-    } catch (const IoError& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        FAIL_CHECK("expected IoError, got another exception: ", e.what());
-        return {};
-    }
-    FAIL_CHECK("expected IoError, nothing was thrown");
-    return {};
-}
 
 std::vector<std::byte> file_bytes(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);

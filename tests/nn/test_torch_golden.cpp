@@ -24,11 +24,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "support/errors.hpp"
 #include "mmalign/backend/cpu/backend.hpp"
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/nn/transformer_block.hpp"
 
 using namespace mmalign;
+using mmalign::test::io_error_of;
 
 namespace {
 
@@ -166,21 +168,6 @@ std::vector<std::string> fixture_names(const std::string& prefix) {
     for (const auto& k : fixture().names())
         if (k.rfind(prefix, 0) == 0) names.push_back(k.substr(prefix.size()));
     return names;  // names() is sorted, and so is any run of it sharing a prefix
-}
-
-/// The IoError message `f` throws; fails the check if it throws nothing or something else.
-template <class F>
-std::string io_error_of(F&& f) {
-    try {
-        f();
-    } catch (const IoError& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        FAIL_CHECK("expected IoError, got another exception: ", e.what());
-        return {};
-    }
-    FAIL_CHECK("expected IoError, nothing was thrown");
-    return {};
 }
 
 /// A file under the system temp directory, removed when the test ends.

@@ -24,8 +24,10 @@
 #include <nlohmann/json.hpp>
 
 #include "mmalign/core/error.hpp"
+#include "mmalign/io/json_fields.hpp"
 #include "mmalign/core/tensor.hpp"
 #include "mmalign/io/image.hpp"
+#include "mmalign/io/json_fields.hpp"
 #include "mmalign/io/pillow_resize.hpp"
 
 namespace mmalign::io {
@@ -138,11 +140,7 @@ inline std::array<double, 3> config_triple(const nlohmann::json& v, const std::s
 /// are ignored as HF ignores them; fields that select behaviour this header does not implement
 /// (do_pad, longest_edge sizes, resample filters other than 0/2/3) throw.
 inline ClipImageProcessorConfig load_clip_image_processor_config(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw IoError("preprocessor config '" + path + "': cannot open the file for reading");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) throw IoError("preprocessor config '" + path + "': not valid JSON");
+    const nlohmann::json j = read_json_file(path);
     if (!j.is_object())
         throw IoError("preprocessor config '" + path + "': expected a JSON object, found " + j.type_name());
 

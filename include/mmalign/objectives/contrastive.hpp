@@ -44,6 +44,7 @@ struct SymmetricInfoNce {
         Buffer lse_i, lse_t;      // [N]
         Buffer soft_i, soft_t;    // [N, N], only with soft targets
         std::vector<std::int32_t> targets;  // arange(N)
+        std::vector<T> host;                // [N, N] logits on the host, for the accuracies
         index_t count = 0;
         T scale = 1;
         bool soft = false;
@@ -97,8 +98,8 @@ struct SymmetricInfoNce {
             r.loss = T(0.5) * (be.sum(s.lse_i.view()) / n - be.dot(soft_i2t, s.li.view()) / n + be.sum(s.lse_t.view()) / n -
                                be.dot(soft_t2i, s.lt.view()) / n);
         }
-        r.image_to_text_accuracy = diagonal_accuracy(be, s.li.view());
-        r.text_to_image_accuracy = diagonal_accuracy(be, s.lt.view());
+        r.image_to_text_accuracy = diagonal_accuracy(be, s.li.view(), s.host);
+        r.text_to_image_accuracy = diagonal_accuracy(be, s.lt.view(), s.host);
         return r;
     }
 
@@ -146,9 +147,9 @@ struct SymmetricInfoNce {
     }
 
 private:
-    static double diagonal_accuracy(B& be, ConstView<T> logits) {
+    static double diagonal_accuracy(B& be, ConstView<T> logits, std::vector<T>& host) {
         const index_t N = logits.dim(0);
-        std::vector<T> host(static_cast<std::size_t>(N * N));
+        host.resize(static_cast<std::size_t>(N * N));  // kept in Saved: no allocation per step
         be.to_host(logits, TensorView<T>(host.data(), logits.shape()));
         index_t hits = 0;
         for (index_t i = 0; i < N; ++i) {

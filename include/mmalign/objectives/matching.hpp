@@ -65,6 +65,7 @@ struct ImageTextMatching {
         Buffer logits;  // [3B, 2]
         Buffer lse;     // [3B]
         std::vector<std::int32_t> labels;
+        std::vector<T> host;  // [3B, 2] logits on the host, for the accuracy
         index_t count = 0;
     };
 
@@ -99,7 +100,8 @@ struct ImageTextMatching {
         head.forward(be, h, s.logits.view(), &s.head);
         auto ce = be.cross_entropy_forward(s.logits.view(), s.labels.data(), -100, T(0), s.lse.data());
         s.count = ce.count;
-        std::vector<T> host(static_cast<std::size_t>(2 * M));
+        std::vector<T>& host = s.host;
+        host.resize(static_cast<std::size_t>(2 * M));
         be.to_host(s.logits.view(), TensorView<T>(host.data(), Shape{M, 2}));
         index_t hits = 0;
         for (index_t i = 0; i < M; ++i) hits += (host[2 * i + 1] > host[2 * i]) == (labels[i] == 1);

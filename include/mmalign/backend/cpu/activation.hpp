@@ -18,6 +18,7 @@
 
 namespace mmalign::cpu {
 
+/// The scalar definitions (the reference the SIMD spans below are tested against).
 template <class T>
 inline T activate(Activation a, T x) {
     switch (a) {
@@ -31,29 +32,6 @@ inline T activate(Activation a, T x) {
         case Activation::quick_gelu: return x / (T(1) + std::exp(T(-1.702) * x));
     }
     return x;
-}
-
-template <class T>
-inline T activate_derivative(Activation a, T x) {
-    switch (a) {
-        case Activation::none: return T(1);
-        case Activation::relu: return x > T(0) ? T(1) : T(0);
-        case Activation::gelu: {
-            const T cdf = T(0.5) * (T(1) + std::erf(x * T(std::numbers::sqrt2 / 2)));
-            const T pdf = std::exp(T(-0.5) * x * x) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
-            return cdf + x * pdf;
-        }
-        case Activation::gelu_tanh: {
-            const T c = T(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);
-            const T t = std::tanh(c * (x + T(0.044715) * x * x * x));
-            return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * c * (T(1) + T(3 * 0.044715) * x * x);
-        }
-        case Activation::quick_gelu: {
-            const T s = T(1) / (T(1) + std::exp(T(-1.702) * x));
-            return s + T(1.702) * x * s * (T(1) - s);
-        }
-    }
-    return T(1);
 }
 
 /// y[0..n) = f(x[0..n)) on the calling thread, through Eigen's packet math (SIMD erf, tanh and
