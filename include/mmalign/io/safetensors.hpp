@@ -245,6 +245,16 @@ public:
     const std::byte* data() const { return map_ ? static_cast<const std::byte*>(map_) : owned_.data(); }
     std::size_t size() const { return map_ ? map_size_ : owned_.size(); }
 
+    /// Hands the mapped pages lying wholly inside [offset, offset + n) back to the OS. The
+    /// mapping is private and never written, so a later read faults them in again from the file;
+    /// until then they stop counting towards this process's resident memory.
+    void drop_pages(std::size_t offset, std::size_t n) const {
+        if (!map_ || n == 0) return;
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t lo = (offset + page - 1) / page * page, hi = (offset + n) / page * page;
+        if (hi > lo) ::madvise(static_cast<char*>(map_) + lo, hi - lo, MADV_DONTNEED);  // advice: failure is harmless
+    }
+
 private:
     void release() {
         if (map_) ::munmap(map_, map_size_);
@@ -400,7 +410,9 @@ public:
 
     /// Converts tensor `name` into `dst`, whose shape must equal the stored shape. Floating T
     /// reads F16, BF16 (exactly), F32 and F64 (rounded to nearest when T is float); integer T reads
-    /// BOOL and the integer dtypes, failing on a value T cannot hold.
+    /// BOOL and the integer dtypes, failing on a value T cannot hold. The tensor's mapped pages are
+    /// then returned to the OS (they fault in again if read later), so loading a model costs the
+    /// parameters' memory, not that plus the file's.
     template <class T>
     void read_into(const std::string& name, TensorView<T> dst) const {
         detail::check_element_type<T>();
@@ -441,6 +453,8 @@ public:
                 default: break;
             }
         }
+        // A model load then never holds the file's pages and the parameters at once.
+        bytes_.drop_pages(data_begin_ + e.begin, static_cast<std::size_t>(e.nbytes()));
     }
 
     template <class T>

@@ -14,6 +14,7 @@
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/backend/cpu/vector_math_avx512.hpp"
 #include "mmalign/core/ops.hpp"
 
 namespace mmalign::cpu {
@@ -36,9 +37,14 @@ inline T activate(Activation a, T x) {
 
 /// y[0..n) = f(x[0..n)) on the calling thread, through Eigen's packet math (SIMD erf, tanh and
 /// exp for float; within a few ulp of libm, where the per-element std:: calls cost a fifth of a
-/// training step). y may alias x.
+/// training step), or for float on AVX-512F CPUs vector_math_avx512.hpp. y may alias x.
 template <class T>
 void activate_span(Activation a, const T* x, T* y, index_t n) {
+#if MMALIGN_SGEMM_AVX512
+    if constexpr (std::is_same_v<T, float>)
+        if (a != Activation::none && avx512::has_activation(a) && avx512::supported())
+            return avx512::activate_span(a, x, y, n);
+#endif
     using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
     Eigen::Map<const Arr> X(x, n);
     Eigen::Map<Arr> Y(y, n);
@@ -55,6 +61,11 @@ void activate_span(Activation a, const T* x, T* y, index_t n) {
 /// d_x[0..n) = d_y · f'(x) on the calling thread (packet math as above); d_x may alias d_y.
 template <class T>
 void activate_derivative_span(Activation a, const T* x, const T* d_y, T* d_x, index_t n) {
+#if MMALIGN_SGEMM_AVX512
+    if constexpr (std::is_same_v<T, float>)
+        if (a != Activation::none && avx512::has_activation(a) && avx512::supported())
+            return avx512::activate_derivative_span(a, x, d_y, d_x, n);
+#endif
     using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
     Eigen::Map<const Arr> X(x, n), G(d_y, n);
     Eigen::Map<Arr> D(d_x, n);

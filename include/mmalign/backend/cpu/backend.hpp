@@ -40,11 +40,14 @@ public:
 
     struct Options {
         int threads = 0;  // 0: all OpenMP threads (OMP_NUM_THREADS or the core count)
-        cpu::GemmImpl gemm = cpu::blas_available ? cpu::GemmImpl::blas : cpu::GemmImpl::eigen;
+        cpu::GemmImpl gemm = cpu::default_gemm_impl<T>();
     };
 
     CpuBackend() : CpuBackend(Options{}) {}
-    explicit CpuBackend(Options o) : gemm_impl_(o.gemm) { set_threads(o.threads); }
+    explicit CpuBackend(Options o) : gemm_impl_(o.gemm) {
+        cpu::check_gemm_impl(gemm_impl_);
+        set_threads(o.threads);
+    }
 
     int threads() const { return threads_; }
     void set_threads(int n) {
@@ -52,7 +55,10 @@ public:
         threads_ = n == 0 ? cpu::hardware_threads() : n;
     }
     cpu::GemmImpl gemm_impl() const { return gemm_impl_; }
-    void set_gemm_impl(cpu::GemmImpl g) { gemm_impl_ = g; }
+    void set_gemm_impl(cpu::GemmImpl g) {
+        cpu::check_gemm_impl(g);
+        gemm_impl_ = g;
+    }
 
     /// Temporaries for one call: `auto sc = be.scope(); auto t = sc.tensor({B, T, D});`
     Scope scope() { return Scope(arena_); }
@@ -66,7 +72,7 @@ public:
     void gemm_strided_batched(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
                               index_t stride_a, const T* b, index_t ldb, index_t stride_b, T beta, T* c, index_t ldc,
                               index_t stride_c, index_t batch) {
-        cpu::gemm_strided_batched<T>(threads_, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+        cpu::gemm_strided_batched<T>(gemm_impl_, threads_, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
                                      ldc, stride_c, batch);
     }
 
@@ -74,7 +80,7 @@ public:
     void gemm_batched_2d(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
                          index_t outer_a, index_t inner_a, const T* b, index_t ldb, index_t outer_b, index_t inner_b, T beta,
                          T* c, index_t ldc, index_t outer_c, index_t inner_c, index_t outer, index_t inner) {
-        cpu::gemm_batched_2d<T>(threads_, ta, tb, m, n, k, alpha, a, lda, outer_a, inner_a, b, ldb, outer_b, inner_b, beta,
+        cpu::gemm_batched_2d<T>(gemm_impl_, threads_, ta, tb, m, n, k, alpha, a, lda, outer_a, inner_a, b, ldb, outer_b, inner_b, beta,
                                 c, ldc, outer_c, inner_c, outer, inner);
     }
 
@@ -89,6 +95,15 @@ public:
         gemm(Trans::N, Trans::T, M, N, K, T(1), x.data(), K, w.data(), K, T(0), y.data(), N);
         if (!bias && act == Activation::none) return;
         T* yd = y.data();
+#if MMALIGN_SGEMM_AVX512
+        if constexpr (std::is_same_v<T, float>)
+            if (cpu::avx512::supported() && (act == Activation::none || cpu::avx512::has_activation(act))) {
+                cpu::parallel_for(threads_, M, N * 4, [&](index_t r) {
+                    cpu::avx512::bias_activate_span(act, yd + r * N, bias, yd + r * N, pre ? pre + r * N : nullptr, N);
+                });
+                return;
+            }
+#endif
         cpu::parallel_for(threads_, M, N * 4, [&](index_t r) {
             T* yr = yd + r * N;
             if (bias)

@@ -4,7 +4,8 @@
 //
 // Row-major operands are Eigen::Map'ed with an outer stride (the leading dimension), so any
 // sub-matrix of a larger tensor — one head's columns of [B, T, D], say — is a valid operand.
-// With MMALIGN_USE_BLAS the single products can go to cblas_?gemm instead (GemmImpl::blas).
+// Engines (GemmImpl): Eigen's product; cblas_?gemm with MMALIGN_USE_BLAS; and for float on CPUs
+// with AVX-512F, mmalign's own packed kernel (sgemm_avx512.hpp), the default where it runs.
 // Threads: a single product is split into row (or column) blocks, one single-threaded library
 // call per OpenMP thread; batches run one Eigen product per thread.
 #pragma once
@@ -12,6 +13,7 @@
 #include <Eigen/Core>
 
 #include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/backend/cpu/sgemm_avx512.hpp"
 #include "mmalign/core/error.hpp"
 #include "mmalign/core/ops.hpp"
 
@@ -21,8 +23,9 @@
 
 namespace mmalign::cpu {
 
-/// Which library multiplies the single (non-batched) products.
-enum class GemmImpl { eigen, blas };
+/// Which engine multiplies. `avx512` is mmalign's packed AVX-512F kernel for float; double
+/// products under it go to OpenBLAS when built with it, else to Eigen.
+enum class GemmImpl { eigen, blas, avx512 };
 
 inline constexpr bool blas_available =
 #if defined(MMALIGN_USE_BLAS)
@@ -30,6 +33,22 @@ inline constexpr bool blas_available =
 #else
     false;
 #endif
+
+/// The fastest engine available for T on this build and CPU: avx512 (float, AVX-512F CPU), then
+/// OpenBLAS, then Eigen.
+template <class T>
+GemmImpl default_gemm_impl() {
+    if (std::is_same_v<T, float> && avx512::supported()) return GemmImpl::avx512;
+    return blas_available ? GemmImpl::blas : GemmImpl::eigen;
+}
+
+/// Throws ArgumentError naming what is missing when `impl` cannot run here.
+inline void check_gemm_impl(GemmImpl impl) {
+    if (impl == GemmImpl::blas && !blas_available)
+        throw ArgumentError("gemm: GemmImpl::blas requested but mmalign was built without MMALIGN_USE_BLAS");
+    if (impl == GemmImpl::avx512 && !avx512::supported())
+        throw ArgumentError("gemm: GemmImpl::avx512 requested but this CPU (or compiler) has no AVX-512F");
+}
 
 template <class T>
 using RowMajorMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -88,14 +107,33 @@ inline void check_gemm_args(Trans ta, Trans tb, index_t m, index_t n, index_t k,
                             " ldb=" + std::to_string(ldb) + " ldc=" + std::to_string(ldc));
 }
 
+// Checks the engine can run and keeps Eigen and OpenBLAS single-threaded: all parallelism comes
+// from mmalign's OpenMP team. Every call, as the process may have raised OpenBLAS's count since
+// (it is a global setting).
+inline void prepare_engine(GemmImpl impl) {
+    check_gemm_impl(impl);
+#if defined(MMALIGN_USE_BLAS)
+    openblas_set_num_threads(1);
+#endif
+    Eigen::setNbThreads(1);
+}
+
 }  // namespace detail
 
 /// One product on the calling thread (Eigen or OpenBLAS each limited to one thread).
 template <class T>
 void gemm_serial(GemmImpl impl, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
                  const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+#if MMALIGN_SGEMM_AVX512
+    if constexpr (std::is_same_v<T, float>) {
+        if (impl == GemmImpl::avx512) {
+            avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+    }
+#endif
 #if defined(MMALIGN_USE_BLAS)
-    if (impl == GemmImpl::blas) {
+    if (impl == GemmImpl::blas || impl == GemmImpl::avx512) {
         detail::blas_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
@@ -113,15 +151,8 @@ template <class T>
 void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
           index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc) {
     detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
+    detail::prepare_engine(impl);
     if (m == 0 || n == 0) return;
-#if !defined(MMALIGN_USE_BLAS)
-    if (impl == GemmImpl::blas)
-        throw ArgumentError("gemm: GemmImpl::blas requested but mmalign was built without MMALIGN_USE_BLAS");
-#else
-    // Every call: the process may have raised OpenBLAS's count since (it is a global setting).
-    openblas_set_num_threads(1);
-#endif
-    Eigen::setNbThreads(1);
     const index_t flops = 2 * m * n * std::max<index_t>(k, 1);
     const int team = flops < (index_t(1) << 21) ? 1 : threads;
     if (team <= 1) {
@@ -150,14 +181,14 @@ void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, 
 
 /// `batch` independent products; operand i starts at a + i·stride_a (likewise b, c).
 template <class T>
-void gemm_strided_batched(int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
+void gemm_strided_batched(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
                           index_t lda, index_t stride_a, const T* b, index_t ldb, index_t stride_b, T beta, T* c,
                           index_t ldc, index_t stride_c, index_t batch) {
     detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
+    detail::prepare_engine(impl);
     if (m == 0 || n == 0) return;
-    Eigen::setNbThreads(1);
     parallel_for(threads, batch, 2 * m * n * k, [&](index_t i) {
-        detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+        gemm_serial<T>(impl, ta, tb, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
                               c + i * stride_c, ldc);
     });
 }
@@ -166,15 +197,15 @@ void gemm_strided_batched(int threads, Trans ta, Trans tb, index_t m, index_t n,
 /// b, c). Attention's per-(batch, head) products over [B, T, H·d] tensors are one such call, so
 /// all B·H of them are spread over the threads at once.
 template <class T>
-void gemm_batched_2d(int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+void gemm_batched_2d(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
                      index_t outer_a, index_t inner_a, const T* b, index_t ldb, index_t outer_b, index_t inner_b, T beta,
                      T* c, index_t ldc, index_t outer_c, index_t inner_c, index_t outer, index_t inner) {
     detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
+    detail::prepare_engine(impl);
     if (m == 0 || n == 0 || outer == 0 || inner == 0) return;
-    Eigen::setNbThreads(1);
     parallel_for(threads, outer * inner, 2 * m * n * std::max<index_t>(k, 1), [&](index_t i) {
         const index_t o = i / inner, j = i % inner;
-        detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a + o * outer_a + j * inner_a, lda, b + o * outer_b + j * inner_b, ldb,
+        gemm_serial<T>(impl, ta, tb, m, n, k, alpha, a + o * outer_a + j * inner_a, lda, b + o * outer_b + j * inner_b, ldb,
                               beta, c + o * outer_c + j * inner_c, ldc);
     });
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/backend/cpu/vector_math_avx512.hpp"
 
 namespace mmalign::cpu {
 
@@ -21,6 +22,15 @@ void layer_norm_forward(int threads, const T* x, const T* w, const T* b, T* y, T
     parallel_for(threads, rows, cols * 6, [&](index_t r) {
         const T* xr = x + r * cols;
         T* yr = y + r * cols;
+#if MMALIGN_SGEMM_AVX512
+        if constexpr (std::is_same_v<T, float>)
+            if (avx512::supported()) {
+                const auto [mt, st] = avx512::layer_norm_row(xr, w, b, yr, cols, eps);
+                if (mean) mean[r] = mt;
+                if (rstd) rstd[r] = st;
+                return;
+            }
+#endif
         double m = 0;
         for (index_t i = 0; i < cols; ++i) m += xr[i];
         m /= static_cast<double>(cols);

@@ -5,10 +5,12 @@
 // Both work in place on the [B, H, Tq, Tk] score buffer. Masks: core/ops.hpp AttentionMask.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/backend/cpu/vector_math_avx512.hpp"
 #include "mmalign/core/ops.hpp"
 
 namespace mmalign::cpu {
@@ -25,6 +27,25 @@ void attention_softmax_forward(int threads, T* s, index_t B, index_t H, index_t 
         index_t visible_end = Tk;  // causal: keys past i + offset are hidden
         if (mask.causal) visible_end = std::clamp<index_t>(i + mask.causal_offset + 1, 0, Tk);
         T mx = -std::numeric_limits<T>::infinity();
+#if MMALIGN_SGEMM_AVX512
+        if constexpr (std::is_same_v<T, float>)
+            if (avx512::supported()) {
+                // Hidden keys become −inf, whose exponential is exactly 0.
+                if (!keep && !add) avx512::scale_span(sr, visible_end, scale);
+                else
+                    for (index_t j = 0; j < visible_end; ++j)
+                        sr[j] = keep && keep[j] == 0 ? -std::numeric_limits<T>::infinity()
+                                                     : sr[j] * scale + (add ? add[j] : T(0));
+                mx = avx512::max_span(sr, visible_end);
+                std::fill(sr + visible_end, sr + Tk, T(0));
+                if (mx == -std::numeric_limits<T>::infinity()) {  // every key hidden
+                    std::fill(sr, sr + visible_end, T(0));
+                    return;
+                }
+                avx512::scale_span(sr, visible_end, T(1) / avx512::exp_shifted_span(sr, visible_end, mx));
+                return;
+            }
+#endif
         for (index_t j = 0; j < visible_end; ++j) {
             if (keep && keep[j] == 0) continue;
             T v = sr[j] * scale;
