@@ -5,6 +5,7 @@
     python3 benchmarks/torch/cpu_clip.py export --dir DIR --row image|text --batch B
     python3 benchmarks/torch/cpu_clip.py torch  --dir DIR --row image|text --batch B --iters N --threads T [--out-embeds P]
     python3 benchmarks/torch/cpu_clip.py onnx   --dir DIR --row image|text --batch B --iters N --threads T [--out-embeds P]
+    python3 benchmarks/torch/cpu_clip.py peak   --dir DIR --threads T
 
 make: a random-weight transformers CLIPModel (torch.manual_seed(0)) from
 tests/fixtures/clip_layouts/<layout>/config.json, saved with save_pretrained (model.safetensors)
@@ -18,6 +19,10 @@ InferenceSession of that file, default graph optimisations, intra_op_num_threads
 process does not import torch, so its peak RSS is ONNX Runtime's own).
 torch and onnx print one JSON line like bench_cpu: per_s (from the median call), median_s,
 peak_rss_mb; --out-embeds writes the features as safetensors ("features").
+peak: the sgemm throughput of torch.matmul and of an ONNX Runtime MatMul graph on square
+2048 × 2048 float matrices with T threads (median of 5 calls after 2 warm-ups), one JSON line
+{"pytorch": GFLOP/s, "onnxruntime": GFLOP/s}; the driver takes the machine's sgemm peak as the best
+of these and bench_gemm's routes.
 Packages from PyPI: torch transformers safetensors numpy; onnxruntime onnx onnxscript (installed
 with pip when missing).
 """
@@ -193,10 +198,46 @@ def cmd_onnx(a):
     report("onnxruntime", a, secs, out, ort_version=ort.__version__)
 
 
+def cmd_peak(a):
+    n, flops = 2048, 2.0 * 2048 ** 3
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+
+    def best_of(fn):
+        for _ in range(2):
+            fn()
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return flops / statistics.median(times) / 1e9
+
+    out = {}
+    import torch
+    torch.set_num_threads(a.threads)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    out["pytorch"] = best_of(lambda: torch.matmul(tx, ty))
+    ensure(("onnxruntime", "onnxruntime"), ("onnx", "onnx"))
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    io = [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in ("A", "B", "C")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "matmul", io[:2], io[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = a.threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    out["onnxruntime"] = best_of(lambda: sess.run(None, {"A": x, "B": y}))
+    print(json.dumps(out))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["make", "export", "torch", "onnx"])
-    ap.add_argument("--dir", required=True)
+    ap.add_argument("cmd", choices=["make", "export", "torch", "onnx", "peak"])
+    ap.add_argument("--dir", default="")
     ap.add_argument("--layout", default="vit-base-patch32")
     ap.add_argument("--row", choices=["image", "text"], default="image")
     ap.add_argument("--batch", type=int, default=1)
@@ -204,6 +245,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-embeds", default="")
     a = ap.parse_args()
+    if a.cmd != "peak" and not a.dir:
+        ap.error("--dir is required")
     if a.batch > MAX_BATCH:
         ap.error(f"--batch at most {MAX_BATCH}")
     if a.cmd == "export":
@@ -215,7 +258,7 @@ def main():
                 f.write(str(e))
             print(f"export failed: {e}", file=sys.stderr)
         return
-    {"make": cmd_make, "torch": cmd_torch, "onnx": cmd_onnx}[a.cmd](a)
+    {"make": cmd_make, "torch": cmd_torch, "onnx": cmd_onnx, "peak": cmd_peak}[a.cmd](a)
 
 
 if __name__ == "__main__":

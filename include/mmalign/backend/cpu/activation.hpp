@@ -42,7 +42,7 @@ template <class T>
 void activate_span(Activation a, const T* x, T* y, index_t n) {
 #if MMALIGN_SGEMM_AVX512
     if constexpr (std::is_same_v<T, float>)
-        if (a != Activation::none && avx512::has_activation(a) && avx512::supported())
+        if (a != Activation::none && avx512::supported())
             return avx512::activate_span(a, x, y, n);
 #endif
     using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
@@ -63,7 +63,7 @@ template <class T>
 void activate_derivative_span(Activation a, const T* x, const T* d_y, T* d_x, index_t n) {
 #if MMALIGN_SGEMM_AVX512
     if constexpr (std::is_same_v<T, float>)
-        if (a != Activation::none && avx512::has_activation(a) && avx512::supported())
+        if (a != Activation::none && avx512::supported())
             return avx512::activate_derivative_span(a, x, d_y, d_x, n);
 #endif
     using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;

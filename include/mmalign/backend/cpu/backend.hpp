@@ -97,7 +97,7 @@ public:
         T* yd = y.data();
 #if MMALIGN_SGEMM_AVX512
         if constexpr (std::is_same_v<T, float>)
-            if (cpu::avx512::supported() && (act == Activation::none || cpu::avx512::has_activation(act))) {
+            if (cpu::avx512::supported()) {
                 cpu::parallel_for(threads_, M, N * 4, [&](index_t r) {
                     cpu::avx512::bias_activate_span(act, yd + r * N, bias, yd + r * N, pre ? pre + r * N : nullptr, N);
                 });

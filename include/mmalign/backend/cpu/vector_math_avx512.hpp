@@ -55,16 +55,41 @@ MMALIGN_AVX512_FN __m512 sigmoid_ps(__m512 x) {
     return _mm512_div_ps(one, _mm512_add_ps(one, exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
 
-/// The activations this file computes; Activation::gelu (erf) stays on the portable path.
-inline bool has_activation(Activation a) { return a != Activation::gelu; }
+// erf(x) = x·P(x²)/Q(x²) on x clamped to [−4, 4] (erf(±4) is ±1 in float): the rational
+// approximation and coefficients of Eigen's float erf (SpecialFunctionsImpl.h), which the
+// portable path uses, so both paths agree to rounding.
+MMALIGN_AVX512_FN __m512 erf_ps(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(4.0f), _mm512_max_ps(_mm512_set1_ps(-4.0f), x));
+    const __m512 t = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-2.72614225801306e-10f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(2.77068142495902e-08f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-2.10102402082508e-06f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-5.69250639462346e-05f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-7.34990630326855e-04f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-2.95459980854025e-03f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.60960333262415e-02f));
+    __m512 q = _mm512_set1_ps(-1.45660718464996e-05f);
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-2.13374055278905e-04f));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.68282697438203e-03f));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-7.37332916720468e-03f));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(-1.42647390514189e-02f));
+    return _mm512_div_ps(_mm512_mul_ps(x, p), q);
+}
+
+inline constexpr float inv_sqrt2 = 0.7071067811865476f;
+inline constexpr float inv_sqrt_2pi = 0.3989422804014327f;  // 1/√(2π)
 
 inline constexpr float sqrt_2_over_pi = 0.7978845608028654f;  // √(2/π)
 inline constexpr float gelu_tanh_cubic = 0.044715f;
 
-// f(x) for the activations of has_activation; gelu_tanh as x·σ(2u), since ½(1 + tanh u) = σ(2u).
+// f(x); gelu_tanh as x·σ(2u), since ½(1 + tanh u) = σ(2u).
 MMALIGN_AVX512_FN __m512 activate_ps(Activation a, __m512 x) {
     switch (a) {
         case Activation::relu: return _mm512_max_ps(x, _mm512_setzero_ps());
+        case Activation::gelu: {
+            const __m512 half_x = _mm512_mul_ps(_mm512_set1_ps(0.5f), x);
+            return _mm512_fmadd_ps(half_x, erf_ps(_mm512_mul_ps(x, _mm512_set1_ps(inv_sqrt2))), half_x);
+        }
         case Activation::quick_gelu: return _mm512_mul_ps(x, sigmoid_ps(_mm512_mul_ps(_mm512_set1_ps(1.702f), x)));
         case Activation::gelu_tanh: {
             const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
@@ -76,12 +101,19 @@ MMALIGN_AVX512_FN __m512 activate_ps(Activation a, __m512 x) {
     }
 }
 
-// d_y · f'(x). gelu_tanh: f' = σ₂ + 2x·σ₂(1 − σ₂)·√(2/π)(1 + 3·0.044715x²), σ₂ = σ(2u), from
+// d_y · f'(x). gelu: Φ(x) + x·φ(x). gelu_tanh: f' = σ₂ + 2x·σ₂(1 − σ₂)·√(2/π)(1 + 3·0.044715x²), σ₂ = σ(2u), from
 // 1 − tanh²u = 4σ₂(1 − σ₂).
 MMALIGN_AVX512_FN __m512 activate_derivative_ps(Activation a, __m512 x, __m512 g) {
     const __m512 one = _mm512_set1_ps(1.0f);
     switch (a) {
         case Activation::relu: return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+        case Activation::gelu: {  // Φ(x) + x·φ(x)
+            const __m512 cdf = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), erf_ps(_mm512_mul_ps(x, _mm512_set1_ps(inv_sqrt2))),
+                                               _mm512_set1_ps(0.5f));
+            const __m512 pdf = _mm512_mul_ps(_mm512_set1_ps(inv_sqrt_2pi),
+                                             exp_ps(_mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_mul_ps(x, x))));
+            return _mm512_mul_ps(g, _mm512_fmadd_ps(x, pdf, cdf));
+        }
         case Activation::quick_gelu: {
             const __m512 s = sigmoid_ps(_mm512_mul_ps(_mm512_set1_ps(1.702f), x));
             const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(1.702f), x), _mm512_sub_ps(one, s));
@@ -105,7 +137,7 @@ inline __mmask16 tail_mask(index_t left) {
     return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
 }
 
-/// y[0..n) = f(x[0..n)); y may alias x. Requires has_activation(a).
+/// y[0..n) = f(x[0..n)); y may alias x.
 MMALIGN_AVX512_OUTLINE void activate_span(Activation a, const float* x, float* y, index_t n) {
     for (index_t i = 0; i < n; i += 16) {
         const __mmask16 m = tail_mask(n - i);
@@ -114,7 +146,7 @@ MMALIGN_AVX512_OUTLINE void activate_span(Activation a, const float* x, float* y
 }
 
 /// y[0..n) = f(x[0..n) + bias[0..n)), and pre[0..n) = x + bias when pre is not null; bias may be
-/// null; y may alias x. The epilogue of a Linear row. Requires has_activation(a) or a == none.
+/// null; y may alias x. The epilogue of a Linear row.
 MMALIGN_AVX512_OUTLINE void bias_activate_span(Activation a, const float* x, const float* bias, float* y, float* pre,
                                                index_t n) {
     for (index_t i = 0; i < n; i += 16) {
@@ -126,7 +158,7 @@ MMALIGN_AVX512_OUTLINE void bias_activate_span(Activation a, const float* x, con
     }
 }
 
-/// d_x[0..n) = d_y · f'(x); d_x may alias d_y. Requires has_activation(a).
+/// d_x[0..n) = d_y · f'(x); d_x may alias d_y.
 MMALIGN_AVX512_OUTLINE void activate_derivative_span(Activation a, const float* x, const float* d_y, float* d_x,
                                                      index_t n) {
     for (index_t i = 0; i < n; i += 16) {
