@@ -69,7 +69,7 @@ inline constexpr index_t MR = 14;   // rows of a C tile: 14 × 2 accumulators + 
 inline constexpr index_t NR = 32;   // columns of a C tile: two zmm vectors
 inline constexpr index_t KC = 256;  // depth of a packed block: one B panel = KC·NR·4 B = 32 KiB (L1)
 inline constexpr index_t MC = 12 * MR;  // rows of a packed A block: MC·KC·4 B = 168 KiB (L2)
-inline constexpr index_t NC = 1024;     // columns of a packed B block: KC·NC·4 B = 1 MiB (L2/L3)
+inline constexpr index_t NC = 2048;     // columns of a packed B block: KC·NC·4 B = 2 MiB (L2 + L3)
 
 namespace detail {
 
