@@ -62,7 +62,7 @@ double relative_error(Trans ta, Trans tb, const Case& s, float alpha, float beta
 
 void avx512_sgemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda,
                   const float* b, index_t ldb, float beta, float* c, index_t ldc) {
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
     cpu::avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #else
     (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb, (void)beta,
@@ -77,7 +77,7 @@ TEST_CASE("avx512 sgemm equals the double-precision triple loop across every blo
         MESSAGE("skipped: no AVX-512F on this CPU or compiler");
         return;
     }
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
     using cpu::avx512::KC;
     using cpu::avx512::MC;
     using cpu::avx512::MR;
@@ -133,5 +133,42 @@ TEST_CASE("the backend picks avx512 for float where it runs, splits it over thre
             for (Trans tb : {Trans::N, Trans::T}) {
                 INFO("m=", s.m, " n=", s.n, " k=", s.k);
                 CHECK(relative_error(ta, tb, s, 1.0f, 0.0f, true, threaded) < 1e-6);
+            }
+}
+
+TEST_CASE("the gemm epilogue adds the bias, keeps the pre-activation and activates, on every engine and split") {
+    // C = act(A·Bᵀ + bias), pre = A·Bᵀ + bias, for a depth over several KC blocks (the epilogue must
+    // follow the last one only) and shapes that split by rows and by columns over two threads.
+    std::vector<cpu::GemmImpl> engines = {cpu::GemmImpl::eigen};
+    if (cpu::blas_available) engines.push_back(cpu::GemmImpl::blas);
+    if (cpu::avx512::supported()) engines.push_back(cpu::GemmImpl::avx512);
+    for (cpu::GemmImpl impl : engines)
+        for (const Case& s : {Case{301, 70, 600}, Case{40, 403, 81}, Case{3, 5, 7}})
+            for (int threads : {1, 2}) {
+                INFO("engine ", int(impl), " threads ", threads, " m=", s.m, " n=", s.n, " k=", s.k);
+                std::mt19937 rng(11);
+                std::uniform_real_distribution<float> u(-1, 1);
+                std::vector<float> a(s.m * s.k), b(s.n * s.k), bias(s.n), c(s.m * s.n, std::nanf("")),
+                    pre(s.m * (s.n + 3), -7.0f);
+                for (auto* v : {&a, &b, &bias})
+                    for (float& x : *v) x = u(rng);
+                cpu::gemm<float>(impl, threads, Trans::N, Trans::T, s.m, s.n, s.k, 1.0f, a.data(), s.k, b.data(), s.k,
+                                 0.0f, c.data(), s.n,
+                                 GemmEpilogue<float>{.bias = bias.data(), .act = Activation::gelu, .pre = pre.data(),
+                                                     .ldpre = s.n + 3});
+                double worst_pre = 0, worst_c = 0;
+                bool pad_kept = true;
+                for (index_t i = 0; i < s.m; ++i) {
+                    for (index_t j = 0; j < s.n; ++j) {
+                        double z = bias[j];
+                        for (index_t p = 0; p < s.k; ++p) z += double(a[i * s.k + p]) * b[j * s.k + p];
+                        worst_pre = std::max(worst_pre, std::abs(pre[i * (s.n + 3) + j] - z));
+                        worst_c = std::max(worst_c, std::abs(c[i * s.n + j] - cpu::activate(Activation::gelu, z)));
+                    }
+                    for (index_t j = s.n; j < s.n + 3; ++j) pad_kept = pad_kept && pre[i * (s.n + 3) + j] == -7.0f;
+                }
+                CHECK(worst_pre < 1e-4);
+                CHECK(worst_c < 1e-4);
+                CHECK(pad_kept);
             }
 }

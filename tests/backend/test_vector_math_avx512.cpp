@@ -26,7 +26,7 @@ std::vector<float> test_inputs() {
 
 }  // namespace
 
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
 
 TEST_CASE("avx512 exp is within 2 ulp of std::exp and saturates to 0 and inf, keeping NaN") {
     if (!cpu::avx512::supported()) return;

@@ -19,6 +19,19 @@ enum class Trans { N, T };
 /// relu (OPT).
 enum class Activation { none, relu, gelu, gelu_tanh, quick_gelu };
 
+/// What a product's result gets on its way out (element i, j of C = alpha·op(A)·op(B) + beta·C):
+///   z = C[i, j] + bias[j];  pre[i·ldpre + j] = z (when pre is set);  C[i, j] = act(z).
+/// Linear layers are one product with this epilogue; the CPU's AVX-512 engine applies it to each
+/// tile while the tile is in L1, the other engines in one pass after the product.
+template <class T>
+struct GemmEpilogue {
+    const T* bias = nullptr;  // [n] or null
+    Activation act = Activation::none;
+    T* pre = nullptr;  // [m, ldpre] or null
+    index_t ldpre = 0;
+    bool empty() const { return bias == nullptr && pre == nullptr && act == Activation::none; }
+};
+
 inline std::string_view to_string(Activation a) {
     switch (a) {
         case Activation::none: return "none";

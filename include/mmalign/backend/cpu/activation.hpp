@@ -40,7 +40,7 @@ inline T activate(Activation a, T x) {
 /// training step), or for float on AVX-512F CPUs vector_math_avx512.hpp. y may alias x.
 template <class T>
 void activate_span(Activation a, const T* x, T* y, index_t n) {
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
     if constexpr (std::is_same_v<T, float>)
         if (a != Activation::none && avx512::supported())
             return avx512::activate_span(a, x, y, n);
@@ -61,7 +61,7 @@ void activate_span(Activation a, const T* x, T* y, index_t n) {
 /// d_x[0..n) = d_y · f'(x) on the calling thread (packet math as above); d_x may alias d_y.
 template <class T>
 void activate_derivative_span(Activation a, const T* x, const T* d_y, T* d_x, index_t n) {
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
     if constexpr (std::is_same_v<T, float>)
         if (a != Activation::none && avx512::supported())
             return avx512::activate_derivative_span(a, x, d_y, d_x, n);

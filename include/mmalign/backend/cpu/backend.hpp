@@ -84,33 +84,16 @@ public:
                                 c, ldc, outer_c, inner_c, outer, inner);
     }
 
-    /// y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]) — torch.nn.Linear's layout, with the bias and
-    /// activation applied in one pass over y. `pre` (nullable, [M, N]) receives the value before
+    /// y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]) — torch.nn.Linear's layout, as one product
+    /// with a GemmEpilogue (bias and activation applied as each tile of y is finished). `pre` (nullable, [M, N]) receives the value before
     /// the activation, which the activation's backward needs. `bias` may be null.
     void linear_forward(ConstView<T> x, ConstView<T> w, const T* bias, Activation act, TensorView<T> y, T* pre) {
         const index_t K = w.dim(1), N = w.dim(0), M = x.numel() / K;
         if (x.shape().cols() != K || y.numel() != M * N || y.shape().cols() != N)
             throw ShapeError("linear: input " + x.shape().str() + " and output " + y.shape().str() +
                              " do not fit weight " + w.shape().str());
-        gemm(Trans::N, Trans::T, M, N, K, T(1), x.data(), K, w.data(), K, T(0), y.data(), N);
-        if (!bias && act == Activation::none) return;
-        T* yd = y.data();
-#if MMALIGN_SGEMM_AVX512
-        if constexpr (std::is_same_v<T, float>)
-            if (cpu::avx512::supported()) {
-                cpu::parallel_for(threads_, M, N * 4, [&](index_t r) {
-                    cpu::avx512::bias_activate_span(act, yd + r * N, bias, yd + r * N, pre ? pre + r * N : nullptr, N);
-                });
-                return;
-            }
-#endif
-        cpu::parallel_for(threads_, M, N * 4, [&](index_t r) {
-            T* yr = yd + r * N;
-            if (bias)
-                for (index_t c = 0; c < N; ++c) yr[c] += bias[c];
-            if (pre) std::copy(yr, yr + N, pre + r * N);
-            if (act != Activation::none) cpu::activate_span(act, yr, yr, N);
-        });
+        cpu::gemm<T>(gemm_impl_, threads_, Trans::N, Trans::T, M, N, K, T(1), x.data(), K, w.data(), K, T(0), y.data(), N,
+                     GemmEpilogue<T>{.bias = bias, .act = act, .pre = pre, .ldpre = N});
     }
 
     // ---- normalisation ----------------------------------------------------------------------

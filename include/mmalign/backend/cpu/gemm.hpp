@@ -12,6 +12,7 @@
 
 #include <Eigen/Core>
 
+#include "mmalign/backend/cpu/activation.hpp"
 #include "mmalign/backend/cpu/parallel.hpp"
 #include "mmalign/backend/cpu/sgemm_avx512.hpp"
 #include "mmalign/core/error.hpp"
@@ -118,16 +119,29 @@ inline void prepare_engine(GemmImpl impl) {
     Eigen::setNbThreads(1);
 }
 
+// The epilogue as a pass over the m × n result (engines other than avx512).
+template <class T>
+void apply_epilogue(const GemmEpilogue<T>& ep, T* c, index_t ldc, index_t m, index_t n) {
+    if (ep.empty()) return;
+    for (index_t i = 0; i < m; ++i) {
+        T* ci = c + i * ldc;
+        if (ep.bias)
+            for (index_t j = 0; j < n; ++j) ci[j] += ep.bias[j];
+        if (ep.pre) std::copy(ci, ci + n, ep.pre + i * ep.ldpre);
+        if (ep.act != Activation::none) activate_span(ep.act, ci, ci, n);
+    }
+}
+
 }  // namespace detail
 
-/// One product on the calling thread (Eigen or OpenBLAS each limited to one thread).
+/// One product on the calling thread (Eigen or OpenBLAS each limited to one thread), then `ep`.
 template <class T>
 void gemm_serial(GemmImpl impl, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
-                 const T* b, index_t ldb, T beta, T* c, index_t ldc) {
-#if MMALIGN_SGEMM_AVX512
+                 const T* b, index_t ldb, T beta, T* c, index_t ldc, const GemmEpilogue<T>& ep = {}) {
+#if MMALIGN_AVX512
     if constexpr (std::is_same_v<T, float>) {
         if (impl == GemmImpl::avx512) {
-            avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            avx512::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep);
             return;
         }
     }
@@ -135,28 +149,31 @@ void gemm_serial(GemmImpl impl, Trans ta, Trans tb, index_t m, index_t n, index_
 #if defined(MMALIGN_USE_BLAS)
     if (impl == GemmImpl::blas || impl == GemmImpl::avx512) {
         detail::blas_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        detail::apply_epilogue(ep, c, ldc, m, n);
         return;
     }
 #else
     (void)impl;
 #endif
     detail::eigen_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    detail::apply_epilogue(ep, c, ldc, m, n);
 }
 
-/// One product, split over `threads` OpenMP threads by blocks of rows of C (or of columns when C
-/// is wide and short), each block one single-threaded Eigen/OpenBLAS call. All CPU parallelism
+/// One product, then `ep` (core/ops.hpp GemmEpilogue), split over `threads` OpenMP threads by
+/// blocks of rows of C (or of columns when C is wide and short), each block one single-threaded
+/// call of the engine. All CPU parallelism
 /// then comes from one OpenMP team: Eigen's and OpenBLAS's own thread pools would otherwise spin
 /// against the OpenMP kernels around them on a small machine (docs/performance.md).
 template <class T>
 void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a,
-          index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+          index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc, const GemmEpilogue<T>& ep = {}) {
     detail::check_gemm_args(ta, tb, m, n, k, lda, ldb, ldc);
     detail::prepare_engine(impl);
     if (m == 0 || n == 0) return;
     const index_t flops = 2 * m * n * std::max<index_t>(k, 1);
     const int team = flops < (index_t(1) << 21) ? 1 : threads;
     if (team <= 1) {
-        gemm_serial<T>(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm_serial<T>(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ep);
         return;
     }
     // Blocks aligned to 16 rows (columns) so each stays a whole number of kernel panels.
@@ -169,12 +186,16 @@ void gemm(GemmImpl impl, int threads, Trans ta, Trans tb, index_t m, index_t n, 
     const index_t parts = (extent + aligned - 1) / aligned;
     parallel_for(team, parts, parallel_grain, [&](index_t p) {
         const index_t lo = p * aligned, len = std::min(aligned, extent - lo);
+        GemmEpilogue<T> part = ep;
         if (by_rows) {
             const T* ap = ta == Trans::N ? a + lo * lda : a + lo;  // rows of op(A)
-            gemm_serial<T>(impl, ta, tb, len, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc);
+            if (part.pre) part.pre += lo * part.ldpre;
+            gemm_serial<T>(impl, ta, tb, len, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc, part);
         } else {
             const T* bp = tb == Trans::N ? b + lo : b + lo * ldb;  // columns of op(B)
-            gemm_serial<T>(impl, ta, tb, m, len, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc);
+            if (part.bias) part.bias += lo;
+            if (part.pre) part.pre += lo;
+            gemm_serial<T>(impl, ta, tb, m, len, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc, part);
         }
     });
 }

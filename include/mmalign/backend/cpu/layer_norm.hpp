@@ -22,7 +22,7 @@ void layer_norm_forward(int threads, const T* x, const T* w, const T* b, T* y, T
     parallel_for(threads, rows, cols * 6, [&](index_t r) {
         const T* xr = x + r * cols;
         T* yr = y + r * cols;
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
         if constexpr (std::is_same_v<T, float>)
             if (avx512::supported()) {
                 const auto [mt, st] = avx512::layer_norm_row(xr, w, b, yr, cols, eps);

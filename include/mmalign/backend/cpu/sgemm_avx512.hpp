@@ -18,9 +18,8 @@
 // their peak (docs/performance.md has the measured figures). Packing both operands makes every
 // Trans combination the same kernel; op(·)ᵀ operands are transposed 16 × 16 in registers.
 //
-// The functions carry __attribute__((target("avx512f"))) so the rest of the program keeps the
-// user's -march; `avx512::supported()` checks the CPU once. Compiled on x86-64 by GCC and Clang
-// (also as nvcc's host compiler, so .cu and .cpp files see one definition); elsewhere absent.
+// Dispatch as described in avx512.hpp: compiled for AVX-512F whatever the user's -march, chosen at
+// run time.
 #pragma once
 
 #include <algorithm>
@@ -31,15 +30,10 @@
 #include <new>
 #include <utility>
 
+#include "mmalign/backend/cpu/avx512.hpp"
+#include "mmalign/backend/cpu/vector_math_avx512.hpp"
 #include "mmalign/core/ops.hpp"
 #include "mmalign/core/shape.hpp"
-
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
-#define MMALIGN_SGEMM_AVX512 1
-#include <immintrin.h>
-#else
-#define MMALIGN_SGEMM_AVX512 0
-#endif
 
 // GCC 12 reports the intrinsics' own `_mm512_undefined_*()` placeholders as (maybe-)uninitialized.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -50,20 +44,7 @@
 
 namespace mmalign::cpu::avx512 {
 
-/// True when this build has the kernel and the CPU executes AVX-512F.
-inline bool supported() {
-#if MMALIGN_SGEMM_AVX512
-    static const bool ok = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") != 0;
-    }();
-    return ok;
-#else
-    return false;
-#endif
-}
-
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
 
 inline constexpr index_t MR = 14;   // rows of a C tile: 14 × 2 accumulators + 2 B vectors + 1 broadcast ≤ 32 zmm
 inline constexpr index_t NR = 32;   // columns of a C tile: two zmm vectors
@@ -73,13 +54,10 @@ inline constexpr index_t NC = 2048;     // columns of a packed B block: KC·NC·
 
 namespace detail {
 
-#define MMALIGN_AVX512_FN __attribute__((target("avx512f"), always_inline)) inline
-#define MMALIGN_AVX512_OUTLINE __attribute__((target("avx512f"))) inline
-
 // dst[c·ldd + r] = src[r·lds + c] for r < rows ≤ 16, c < 16: rows past `rows` are neither read
 // nor written. Three shuffle stages: pairs of rows within 128-bit lanes (unpack ps), quadruples
 // of rows (unpack pd), then whole lanes (shuffle_f32x4).
-MMALIGN_AVX512_FN void transpose16(const float* src, index_t lds, index_t rows, float* dst, index_t ldd) {
+MMALIGN_AVX512_INLINE void transpose16(const float* src, index_t lds, index_t rows, float* dst, index_t ldd) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * lds) : _mm512_setzero_ps();
     for (int i = 0; i < 16; i += 2) {
@@ -232,21 +210,36 @@ inline PackBuffers& pack_buffers() {
     return buffers;
 }
 
-#undef MMALIGN_AVX512_FN
-#undef MMALIGN_AVX512_OUTLINE
+// C = beta · C, not reading C when beta == 0 (BLAS semantics): the product for k = 0 or alpha = 0.
+inline void scale_c(index_t m, index_t n, float beta, float* c, index_t ldc) {
+    for (index_t i = 0; i < m; ++i) {
+        float* cr = c + i * ldc;
+        if (beta == 0.0f) std::fill(cr, cr + n, 0.0f);
+        else if (beta != 1.0f) std::transform(cr, cr + n, cr, [beta](float v) { return beta * v; });
+    }
+}
+
+// The epilogue on rows [i0, i0 + rows) × columns [j0, j0 + cols) of C (just written: in L1).
+inline void apply_epilogue(const GemmEpilogue<float>& ep, float* c, index_t ldc, index_t i0, index_t rows, index_t j0,
+                           index_t cols) {
+    for (index_t i = i0; i < i0 + rows; ++i) {
+        float* ci = c + i * ldc + j0;
+        bias_activate_span(ep.act, ci, ep.bias ? ep.bias + j0 : nullptr, ci,
+                           ep.pre ? ep.pre + i * ep.ldpre + j0 : nullptr, cols);
+    }
+}
 
 }  // namespace detail
 
-/// One product on the calling thread. Requires supported(); sizes as for cblas_sgemm (row-major).
+/// One product on the calling thread, then `ep` on every element of C (GemmEpilogue). Requires
+/// supported(); sizes as for cblas_sgemm (row-major).
 inline void sgemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda,
-                  const float* b, index_t ldb, float beta, float* c, index_t ldc) {
+                  const float* b, index_t ldb, float beta, float* c, index_t ldc, const GemmEpilogue<float>& ep = {}) {
     if (m == 0 || n == 0) return;
-    if (k == 0 || alpha == 0.0f) {  // C = beta · C, and C is not read when beta == 0 (BLAS semantics)
-        for (index_t i = 0; i < m; ++i) {
-            float* cr = c + i * ldc;
-            if (beta == 0.0f) std::fill(cr, cr + n, 0.0f);
-            else if (beta != 1.0f) std::transform(cr, cr + n, cr, [beta](float v) { return beta * v; });
-        }
+    const bool epilogue = !ep.empty();
+    if (k == 0 || alpha == 0.0f) {
+        detail::scale_c(m, n, beta, c, ldc);
+        if (epilogue) detail::apply_epilogue(ep, c, ldc, 0, m, 0, n);
         return;
     }
     auto& buf = detail::pack_buffers();
@@ -258,6 +251,7 @@ inline void sgemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alp
         for (index_t pc = 0; pc < k; pc += KC) {
             const index_t kc = std::min(KC, k - pc);
             const float beta_pc = pc == 0 ? beta : 1.0f;  // later depth blocks add to the first's result
+            const bool last = pc + kc == k;               // ... and the epilogue follows the last
             detail::pack_b(tb, b, ldb, pc, jc, kc, nc, bp);
             for (index_t ic = 0; ic < m; ic += MC) {
                 const index_t mc = std::min(MC, m - ic);
@@ -268,6 +262,7 @@ inline void sgemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alp
                         const index_t rows = std::min(MR, mc - ir);
                         detail::micro_kernels[rows - 1](kc, ap + ir * kc, bp + jr * kc,
                                                         c + (ic + ir) * ldc + jc + jr, ldc, cols, alpha, beta_pc);
+                        if (last && epilogue) detail::apply_epilogue(ep, c, ldc, ic + ir, rows, jc + jr, cols);
                     }
                 }
             }
@@ -275,7 +270,7 @@ inline void sgemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alp
     }
 }
 
-#endif  // MMALIGN_SGEMM_AVX512
+#endif  // MMALIGN_AVX512
 
 }  // namespace mmalign::cpu::avx512
 

@@ -27,7 +27,7 @@ void attention_softmax_forward(int threads, T* s, index_t B, index_t H, index_t 
         index_t visible_end = Tk;  // causal: keys past i + offset are hidden
         if (mask.causal) visible_end = std::clamp<index_t>(i + mask.causal_offset + 1, 0, Tk);
         T mx = -std::numeric_limits<T>::infinity();
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
         if constexpr (std::is_same_v<T, float>)
             if (avx512::supported()) {
                 // Hidden keys become −inf, whose exponential is exactly 0.

@@ -4,8 +4,7 @@
 // The portable versions (activation.hpp, softmax.hpp, layer_norm.hpp) go through Eigen's packet
 // math or plain loops compiled for the user's -march, which is SSE2 on a default x86-64 build; on
 // the CPUs whose gemm runs in sgemm_avx512.hpp these loops then become a visible share of a
-// forward pass (docs/performance.md). Same dispatch as the gemm: functions carry
-// target("avx512f") and callers check avx512::supported().
+// forward pass (docs/performance.md). Dispatch as described in avx512.hpp.
 //
 // exp: Cody–Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, with Cephes' degree-6 polynomial for e^r
 // (the coefficients of Cephes' expf, also used by Eigen) and 2^n applied by vscalefps, which
@@ -15,10 +14,11 @@
 #include <cmath>
 #include <utility>
 
-#include "mmalign/backend/cpu/sgemm_avx512.hpp"
+#include "mmalign/backend/cpu/avx512.hpp"
+#include "mmalign/core/shape.hpp"
 #include "mmalign/core/ops.hpp"
 
-#if MMALIGN_SGEMM_AVX512
+#if MMALIGN_AVX512
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
@@ -28,10 +28,7 @@
 
 namespace mmalign::cpu::avx512 {
 
-#define MMALIGN_AVX512_FN __attribute__((target("avx512f"), always_inline)) inline
-#define MMALIGN_AVX512_OUTLINE __attribute__((target("avx512f"))) inline
-
-MMALIGN_AVX512_FN __m512 exp_ps(__m512 x) {
+MMALIGN_AVX512_INLINE __m512 exp_ps(__m512 x) {
     // Clamp below so n stays finite; e^-150 scales to exactly 0 (not a denormal), so a key hidden
     // by −inf gets probability 0. max(lo, x) keeps a NaN x.
     x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-150.0f), x));
@@ -50,7 +47,7 @@ MMALIGN_AVX512_FN __m512 exp_ps(__m512 x) {
 }
 
 // σ(x) = 1 / (1 + e^-x); e^-x = +inf gives 0.
-MMALIGN_AVX512_FN __m512 sigmoid_ps(__m512 x) {
+MMALIGN_AVX512_INLINE __m512 sigmoid_ps(__m512 x) {
     const __m512 one = _mm512_set1_ps(1.0f);
     return _mm512_div_ps(one, _mm512_add_ps(one, exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
@@ -58,7 +55,7 @@ MMALIGN_AVX512_FN __m512 sigmoid_ps(__m512 x) {
 // erf(x) = x·P(x²)/Q(x²) on x clamped to [−4, 4] (erf(±4) is ±1 in float): the rational
 // approximation and coefficients of Eigen's float erf (SpecialFunctionsImpl.h), which the
 // portable path uses, so both paths agree to rounding.
-MMALIGN_AVX512_FN __m512 erf_ps(__m512 x) {
+MMALIGN_AVX512_INLINE __m512 erf_ps(__m512 x) {
     x = _mm512_min_ps(_mm512_set1_ps(4.0f), _mm512_max_ps(_mm512_set1_ps(-4.0f), x));
     const __m512 t = _mm512_mul_ps(x, x);
     __m512 p = _mm512_set1_ps(-2.72614225801306e-10f);
@@ -83,7 +80,7 @@ inline constexpr float sqrt_2_over_pi = 0.7978845608028654f;  // √(2/π)
 inline constexpr float gelu_tanh_cubic = 0.044715f;
 
 // f(x); gelu_tanh as x·σ(2u), since ½(1 + tanh u) = σ(2u).
-MMALIGN_AVX512_FN __m512 activate_ps(Activation a, __m512 x) {
+MMALIGN_AVX512_INLINE __m512 activate_ps(Activation a, __m512 x) {
     switch (a) {
         case Activation::relu: return _mm512_max_ps(x, _mm512_setzero_ps());
         case Activation::gelu: {
@@ -103,7 +100,7 @@ MMALIGN_AVX512_FN __m512 activate_ps(Activation a, __m512 x) {
 
 // d_y · f'(x). gelu: Φ(x) + x·φ(x). gelu_tanh: f' = σ₂ + 2x·σ₂(1 − σ₂)·√(2/π)(1 + 3·0.044715x²), σ₂ = σ(2u), from
 // 1 − tanh²u = 4σ₂(1 − σ₂).
-MMALIGN_AVX512_FN __m512 activate_derivative_ps(Activation a, __m512 x, __m512 g) {
+MMALIGN_AVX512_INLINE __m512 activate_derivative_ps(Activation a, __m512 x, __m512 g) {
     const __m512 one = _mm512_set1_ps(1.0f);
     switch (a) {
         case Activation::relu: return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), g);
@@ -237,13 +234,10 @@ MMALIGN_AVX512_OUTLINE std::pair<float, float> layer_norm_row(const float* x, co
     return {mt, st};
 }
 
-#undef MMALIGN_AVX512_FN
-#undef MMALIGN_AVX512_OUTLINE
-
 }  // namespace mmalign::cpu::avx512
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
 
-#endif  // MMALIGN_SGEMM_AVX512
+#endif  // MMALIGN_AVX512
