@@ -12,6 +12,7 @@
 //         pack op(A) → Ap         slivers of MR rows, each [KC][MR], zero-padded
 //         for jr < NC step NR     one B panel (32 KiB) stays in L1
 //           for ir < MC step MR   micro-kernel: an MR × NR tile of C held in 28 zmm registers
+//                                 (last depth block: then the GemmEpilogue, while the tile is in L1)
 //
 // Why a kernel of our own: the Debian OpenBLAS (0.3.21) runs its Haswell (256-bit) sgemm on CPUs
 // whose AVX-512 units are full width (AMD Zen 5, Intel server cores) and so reaches about half of
