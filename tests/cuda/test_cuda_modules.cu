@@ -279,6 +279,57 @@ TEST_CASE("cross-attention on CUDA equals the CPU's with a wider context, key pa
     check_gradients(gpu, cm, gm);
 }
 
+TEST_CASE("fused attention on CUDA equals the CPU's plain path: self and cross, every mask kind, head widths 8 to 128") {
+    // The GPU backend computes attention with its fused kernels (no probabilities stored), the CPU
+    // backend with gemm + softmax + gemm: outputs, d_x, d_ctx and every parameter gradient agree.
+    using CM = MultiHeadAttention<Cpu>;
+    using GM = MultiHeadAttention<Gpu>;
+    struct Case {
+        index_t dim, heads, kv_dim;
+        bool causal;
+    };
+    for (const Case& k : {Case{32, 4, 0, true}, Case{128, 2, 0, true}, Case{256, 2, 24, false}, Case{96, 1, 0, false}}) {
+        INFO("dim ", k.dim, " heads ", k.heads, " kv_dim ", k.kv_dim);
+        Cpu cpu;
+        Gpu gpu({.fused_attention = true});
+        const bool cross = k.kv_dim > 0;
+        CM cm({.dim = k.dim, .heads = k.heads, .kv_dim = k.kv_dim});
+        GM gm({.dim = k.dim, .heads = k.heads, .kv_dim = k.kv_dim});
+        randomize(cm, 60);
+        load(gpu, cm, gm);
+        const index_t B = 2, Tq = 7, Tk = cross ? 9 : 7;
+        const Tensor<float> x = random_host({B, Tq, k.dim}, 61), dy = random_host({B, Tq, k.dim}, 62);
+        const Tensor<float> c = random_host({B, Tk, cross ? k.kv_dim : k.dim}, 63);
+        Tensor<float> additive = random_host({B, Tq, Tk}, 64);
+        additive.data()[5] = -std::numeric_limits<float>::infinity();
+        std::vector<std::int32_t> keep(static_cast<std::size_t>(B * Tk), 1);
+        keep[2] = 0;
+        if (cross) std::fill(keep.begin() + Tk, keep.end(), 0);  // batch 1 sees no key at all
+        auto gadd = upload(gpu, additive);
+        const AttentionMask<float> cmask{.key_keep = keep.data(), .causal = k.causal, .additive = additive.data()};
+        const AttentionMask<float> gmask{.key_keep = keep.data(), .causal = k.causal, .additive = gadd.data()};
+        Tensor<float> y(x.shape()), dx(x.shape()), dc(c.shape(), 0.0f);
+        auto gx = upload(gpu, x), gc = upload(gpu, c), gdy = upload(gpu, dy), gdc = upload(gpu, dc);
+        auto gy = test::poisoned(gpu, x.shape()), gdx = test::poisoned(gpu, x.shape());
+        CM::Saved cs;
+        GM::Saved gs;
+        cm.forward(cpu, x.view(), cross ? c.view() : ConstView<float>(), cmask, y.view(), &cs);
+        gm.forward(gpu, gx.view(), cross ? gc.view() : ConstView<float>(), gmask, gy.view(), &gs);
+        CHECK(gs.fused);
+        CHECK(gs.probs.numel() == 0);
+        check_device(gpu, "fused attention y", gy.view(), y.view());
+        cm.backward(cpu, cs, dy.view(), dx.view(), cross ? dc.view() : TensorView<float>(), GradMode::accumulate);
+        gm.backward(gpu, gs, gdy.view(), gdx.view(), cross ? gdc.view() : TensorView<float>(), GradMode::accumulate);
+        check_device(gpu, "fused attention d_x", gdx.view(), dx.view());
+        if (cross) check_device(gpu, "fused attention d_ctx", gdc.view(), dc.view());
+        check_gradients(gpu, cm, gm);
+    }
+    Gpu gpu({.fused_attention = true});
+    DeviceTensor<float> q({1, 1, 129});
+    CHECK_THROWS_AS(gpu.attention_forward(q.data(), q.data(), q.data(), 129, 1, 1, 1, 1, 129, 1.0f, {}, q.data(), nullptr),
+                    ArgumentError);
+}
+
 TEST_CASE("KV-cached decoding on CUDA equals the CPU's step by step and the full causal forward") {
     Cpu cpu;
     Gpu gpu;

@@ -4,6 +4,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "mmalign/nn/attention.hpp"
 #include "support/module_check.hpp"
@@ -159,4 +163,94 @@ TEST_CASE("attention rejects heads that do not divide the width and inputs of th
     Tensor<double> x(Shape{1, 3, 5}), y(Shape{1, 3, 4});
     CHECK_THROWS_WITH_AS(m.forward(be, x.view(), {}, {}, y.view()),
                          "MultiHeadAttention input: expected [*, *, 4], found [1, 3, 5]", ShapeError);
+}
+
+namespace {
+
+struct AttentionRun {
+    Tensor<double> y, dx, dc;
+    std::map<std::string, Tensor<double>> grads;
+};
+
+// One forward and backward of `m` on a backend with or without fused attention.
+AttentionRun run_attention(Mha& m, bool fused, const Tensor<double>& x, const Tensor<double>* c,
+                           const AttentionMask<double>& mask, const Tensor<double>& r) {
+    Be be({.fused_attention = fused});
+    AttentionRun out{Tensor<double>(r.shape()), Tensor<double>(x.shape()), c ? Tensor<double>(c->shape(), 0.0) : Tensor<double>(), {}};
+    Mha::Saved s;
+    m.forward(be, x.view(), c ? c->view() : ConstView<double>(), mask, out.y.view(), &s);
+    CHECK(s.fused == fused);
+    CHECK((fused ? s.probs.numel() == 0 : s.lse.numel() == 0));
+    zero_grad(m);
+    m.backward(be, s, r.view(), out.dx.view(), c ? out.dc.view() : TensorView<double>(), GradMode::accumulate);
+    m.visit([&](const std::string& name, Parameter<double>& p) { out.grads.emplace(name, p.grad); });
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("fused attention (online softmax, log-sum-exp saved) equals the plain path forward and backward for every mask") {
+    const index_t B = 2, Tq = 5, Tk = 7, D = 8;
+    Tensor<double> x = test::random_tensor({B, Tq, D}, 30), c = test::random_tensor({B, Tk, 6}, 31);
+    Tensor<double> r = test::random_tensor({B, Tq, D}, 32);
+    Tensor<double> add_b = test::random_tensor({B, Tq, Tk}, 33), add_1 = test::random_tensor({1, Tq, Tk}, 34);
+    add_b.data()[3] = -std::numeric_limits<double>::infinity();  // a key hidden by the additive mask
+    std::vector<std::int32_t> keep = {1, 0, 1, 1, 1, 1, 0, /* batch 1 sees nothing: */ 0, 0, 0, 0, 0, 0, 0};
+    std::vector<std::int32_t> keep_some = {1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+    const std::vector<std::pair<const char*, AttentionMask<double>>> masks = {
+        {"none", {}},
+        {"padding, one batch row fully hidden", {.key_keep = keep.data()}},
+        {"causal with offset 2 and padding", {.key_keep = keep_some.data(), .causal = true, .causal_offset = 2}},
+        {"additive per batch with -inf", {.additive = add_b.data()}},
+        {"additive broadcast, causal", {.causal = true, .additive = add_1.data(), .additive_batch_stride = 0}},
+    };
+    for (bool cross : {false, true})
+        for (const auto& [name, mask] : masks) {
+            INFO(name, cross ? " (cross-attention)" : " (self-attention)");
+            Mha m(cross ? Mha::Config{.dim = D, .heads = 2, .kv_dim = 6} : Mha::Config{.dim = D, .heads = 2});
+            test::randomize(m, 35);
+            const Tensor<double> xs = cross ? x : test::random_tensor({B, Tk, D}, 36);
+            const Tensor<double> rs = cross ? r : test::random_tensor({B, Tk, D}, 37);
+            const AttentionRun plain = run_attention(m, false, xs, cross ? &c : nullptr, mask, rs);
+            const AttentionRun fused = run_attention(m, true, xs, cross ? &c : nullptr, mask, rs);
+            CHECK(test::max_abs_diff<double>(plain.y.view(), fused.y.view()) < 1e-12);
+            CHECK(test::max_abs_diff<double>(plain.dx.view(), fused.dx.view()) < 1e-12);
+            if (cross) CHECK(test::max_abs_diff<double>(plain.dc.view(), fused.dc.view()) < 1e-12);
+            for (const auto& [p, g] : plain.grads) {
+                INFO("parameter ", p);
+                CHECK(test::max_abs_diff<double>(g.view(), fused.grads.at(p).view()) < 1e-12);
+            }
+        }
+}
+
+TEST_CASE("fused attention backward matches finite differences and decodes with the KV cache like the full forward") {
+    Be be({.fused_attention = true});
+    Mha m({.dim = 8, .heads = 2});
+    test::randomize(m, 40);
+    Tensor<double> x = test::random_tensor({2, 4, 8}, 41), r = test::random_tensor({2, 4, 8}, 42);
+    Tensor<double> add = test::random_tensor({1, 4, 4}, 43), y(x.shape()), dx(x.shape());
+    std::vector<std::int32_t> keep = {1, 1, 1, 0, 1, 1, 1, 1};
+    AttentionMask<double> mask{.key_keep = keep.data(), .causal = true, .additive = add.data(), .additive_batch_stride = 0};
+    Mha::Saved s;
+    m.forward(be, x.view(), {}, mask, y.view(), &s);
+    zero_grad(m);
+    m.backward(be, s, r.view(), dx.view(), {}, GradMode::accumulate);
+    test::check_module_gradients(m, {{"x", x.view(), dx.view()}}, [&] {
+        m.forward(be, x.view(), {}, mask, y.view());
+        return testing::dot<double>(r.view(), y.view());
+    });
+    // Decoding position by position through the fused forward equals the full causal forward.
+    Tensor<double> full(x.shape()), step(Shape{2, 1, 8}), one(Shape{2, 1, 8});
+    m.forward(be, x.view(), {}, {.causal = true}, full.view());
+    Mha::KvCache cache;
+    cache.reset(2, 4, 8);
+    double worst = 0;
+    for (index_t t = 0; t < 4; ++t) {
+        for (index_t b = 0; b < 2; ++b)
+            for (index_t e = 0; e < 8; ++e) one(b, 0, e) = x(b, t, e);
+        m.forward_cached(be, one.view(), cache, {}, step.view());
+        for (index_t b = 0; b < 2; ++b)
+            for (index_t e = 0; e < 8; ++e) worst = std::max(worst, std::abs(step(b, 0, e) - full(b, t, e)));
+    }
+    CHECK(worst < 1e-12);
 }

@@ -31,6 +31,9 @@ concept Backend = requires(B& be, typename B::Scalar s, TensorView<typename B::S
     be.linear_forward(cv, cv, cp, act, v, p);
     be.layer_norm_forward(cv, cv, cv, 1e-5, v, p, p);
     be.layer_norm_backward(cv, cv, cv, cp, cp, v, p, p);
+    { be.fused_attention() } -> std::convertible_to<bool>;
+    be.attention_forward(cp, cp, cp, n, n, n, n, n, n, s, mask, p, p);
+    be.attention_backward(cp, cp, cp, n, n, n, n, n, n, s, mask, cp, cp, cp, p, p, p);
     be.attention_softmax_forward(v, s, mask);
     be.attention_softmax_backward(cv, v, s);
     be.softmax(cv, v);

@@ -6,7 +6,8 @@
 // Separate q/k/v/out projections with biases, as HF stores CLIP and BERT attention; names come
 // from Config (CLIP "q_proj".."out_proj", BERT "self.query".."output.dense"). scale defaults to
 // d^-½ (CLIP's `* scale` and BERT's `/ sqrt(d)` agree to rounding). Masks: core/ops.hpp.
-// Saved: x, c (cross only), q, k, v, P, o.
+// Saved: x, c (cross only), q, k, v, P, o; with the backend's fused attention (be.fused_attention(),
+// cpu/attention.hpp) the log-sum-exp per query and a copy of the mask instead of P.
 // Backward: d_x assigned; d_c (cross-attention) *accumulated*, because one encoder output feeds the
 // cross-attention of many layers; parameter gradients accumulated.
 // KvCache: incremental causal self-attention (decoding) — new positions' k, v are appended and
@@ -14,7 +15,9 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "mmalign/nn/linear.hpp"
 
@@ -38,9 +41,15 @@ struct MultiHeadAttention {
         Buffer ctx;    // [B, Tk, Dkv], cross-attention only
         Buffer q;      // [B, Tq, D]
         Buffer k, v;   // [B, Tk, D]
-        Buffer probs;  // [B, H, Tq, Tk]
+        Buffer probs;  // [B, H, Tq, Tk] (plain path)
+        Buffer lse;    // [B, H, Tq] (fused path: probabilities are recomputed in backward)
         Buffer o;      // [B, Tq, D], heads side by side: the input of out_proj
         bool cross = false;
+        bool fused = false;
+        // The fused backward needs the mask again: its arrays, copied, and the mask pointing at them.
+        std::vector<std::int32_t> key_keep;
+        Buffer additive;
+        AttentionMask<T> mask;
     };
     /// Keys and values of the positions decoded so far, for incremental self-attention.
     struct KvCache {
@@ -104,11 +113,20 @@ struct MultiHeadAttention {
             }
             for (Buffer* t : {&s->q, &s->o}) t->resize(Shape{Bn, Tq, D});
             for (Buffer* t : {&s->k, &s->v}) t->resize(Shape{Bn, Tk, D});
-            s->probs.resize(Shape{Bn, config.heads, Tq, Tk});
-            q = s->q.view(), k = s->k.view(), v = s->v.view(), p = s->probs.view(), o = s->o.view();
+            s->fused = be.fused_attention();
+            if (s->fused) {
+                s->lse.resize(Shape{Bn, config.heads, Tq});
+                keep_mask(be, mask, Bn, Tq, Tk, *s);
+                p = s->lse.view();
+            } else {
+                s->probs.resize(Shape{Bn, config.heads, Tq, Tk});
+                p = s->probs.view();
+            }
+            q = s->q.view(), k = s->k.view(), v = s->v.view(), o = s->o.view();
         } else {
             q = sc.tensor({Bn, Tq, D}), k = sc.tensor({Bn, Tk, D}), v = sc.tensor({Bn, Tk, D});
-            p = sc.tensor({Bn, config.heads, Tq, Tk}), o = sc.tensor({Bn, Tq, D});
+            o = sc.tensor({Bn, Tq, D});
+            if (!be.fused_attention()) p = sc.tensor({Bn, config.heads, Tq, Tk});
         }
         q_proj.forward(be, x, q);
         k_proj.forward(be, c, k);
@@ -126,8 +144,30 @@ struct MultiHeadAttention {
         auto sc = be.scope();
         auto d_o = sc.tensor({Bn, Tq, D});
         out_proj.backward_from(be, s.o.view(), {}, d_y, d_o, mode);
-        auto d_p = sc.tensor({Bn, H, Tq, Tk});
         auto d_q = sc.tensor({Bn, Tq, D}), d_k = sc.tensor({Bn, Tk, D}), d_v = sc.tensor({Bn, Tk, D});
+        if (s.fused)
+            be.attention_backward(s.q.data(), s.k.data(), s.v.data(), Tk * D, Bn, H, Tq, Tk, dh, scale(), s.mask,
+                                  s.o.data(), d_o.data(), s.lse.data(), d_q.data(), d_k.data(), d_v.data());
+        else
+            plain_attention_backward(be, s, d_o, d_q, d_k, d_v);
+        q_proj.backward_from(be, s.x.view(), {}, d_q, d_x, mode, d_x_accumulate);
+        if (s.cross) {
+            k_proj.backward_from(be, s.ctx.view(), {}, d_k, d_ctx, mode, true);
+            v_proj.backward_from(be, s.ctx.view(), {}, d_v, d_ctx, mode, true);
+        } else {
+            k_proj.backward_from(be, s.x.view(), {}, d_k, d_x, mode, true);
+            v_proj.backward_from(be, s.x.view(), {}, d_v, d_x, mode, true);
+        }
+    }
+
+private:
+    // d_o → d_q, d_k, d_v through the stored probabilities.
+    void plain_attention_backward(B& be, Saved& s, TensorView<T> d_o, TensorView<T> d_q, TensorView<T> d_k,
+                                  TensorView<T> d_v) const {
+        const index_t Bn = s.q.dim(0), Tq = s.q.dim(1), Tk = s.k.dim(1), D = config.dim, H = config.heads;
+        const index_t dh = head_dim();
+        auto sc = be.scope();
+        auto d_p = sc.tensor({Bn, H, Tq, Tk});
         const T* P = s.probs.data();
         // Per (batch, head): d_P = d_o · vᵀ, d_v = Pᵀ · d_o   (heads are column blocks of width dh)
         const index_t PQ = H * Tq * Tk, XQ = Tq * D, XK = Tk * D;
@@ -141,15 +181,25 @@ struct MultiHeadAttention {
                            d_q.data(), D, XQ, dh, Bn, H);
         be.gemm_batched_2d(Trans::T, Trans::N, Tk, dh, Tq, T(1), d_p.data(), Tk, PQ, Tq * Tk, s.q.data(), D, XQ, dh, T(0),
                            d_k.data(), D, XK, dh, Bn, H);
-        q_proj.backward_from(be, s.x.view(), {}, d_q, d_x, mode, d_x_accumulate);
-        if (s.cross) {
-            k_proj.backward_from(be, s.ctx.view(), {}, d_k, d_ctx, mode, true);
-            v_proj.backward_from(be, s.ctx.view(), {}, d_v, d_ctx, mode, true);
-        } else {
-            k_proj.backward_from(be, s.x.view(), {}, d_k, d_x, mode, true);
-            v_proj.backward_from(be, s.x.view(), {}, d_v, d_x, mode, true);
+    }
+
+    // Copies the mask's arrays into s (key_keep stays in host memory, as the op set takes it).
+    static void keep_mask(B& be, const AttentionMask<T>& mask, index_t Bn, index_t Tq, index_t Tk, Saved& s) {
+        s.mask = mask;
+        if (mask.key_keep) {
+            s.key_keep.assign(mask.key_keep, mask.key_keep + Bn * Tk);
+            s.mask.key_keep = s.key_keep.data();
+        }
+        if (mask.additive) {
+            const index_t stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
+            s.additive.resize(Shape{stride * (Bn - 1) + Tq * Tk});
+            be.copy(ConstView<T>(mask.additive, s.additive.shape()), s.additive.view());
+            s.mask.additive = s.additive.data();
+            s.mask.additive_batch_stride = stride;
         }
     }
+
+public:
 
     /// Incremental causal self-attention: x [B, Tn, D] holds the next Tn positions; their keys and
     /// values are appended to `cache` and each query attends to all positions up to its own.
@@ -178,17 +228,25 @@ struct MultiHeadAttention {
         cache.length = Tk;
         mask.causal = true;
         mask.causal_offset = L;
-        auto p = sc.tensor({Bn, config.heads, Tn, Tk}), o = sc.tensor({Bn, Tn, D});
+        auto o = sc.tensor({Bn, Tn, D});
+        TensorView<T> p;
+        if (!be.fused_attention()) p = sc.tensor({Bn, config.heads, Tn, Tk});
         attend(be, q.data(), cache.k.data(), cache.v.data(), Tmax * D, Bn, Tn, Tk, mask, p, o.data());
         out_proj.forward(be, o, y);
     }
 
 private:
     /// P = softmax(scale·q kᵀ + mask) per (batch, head); o = P v. k and v rows have stride D and
-    /// batches `kv_batch_stride`; q and o are [B, Tq, D].
+    /// batches `kv_batch_stride`; q and o are [B, Tq, D]. With the backend's fused attention `p`
+    /// receives the log-sum-exp [B, H, Tq] (or is empty), else the probabilities [B, H, Tq, Tk].
     void attend(B& be, const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t Bn, index_t Tq, index_t Tk,
                 const AttentionMask<T>& mask, TensorView<T> p, T* o) const {
         const index_t D = config.dim, H = config.heads, dh = head_dim();
+        if (be.fused_attention()) {
+            be.attention_forward(q, k, v, kv_batch_stride, Bn, H, Tq, Tk, dh, scale(), mask, o,
+                                 p.empty() ? nullptr : p.data());
+            return;
+        }
         be.gemm_batched_2d(Trans::N, Trans::T, Tq, Tk, dh, T(1), q, D, Tq * D, dh, k, D, kv_batch_stride, dh, T(0), p.data(),
                            Tk, H * Tq * Tk, Tq * Tk, Bn, H);
         be.attention_softmax_forward(p, scale(), mask);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mmalign/backend/cpu/activation.hpp"
+#include "mmalign/backend/cpu/attention.hpp"
 #include "mmalign/backend/cpu/arena.hpp"
 #include "mmalign/backend/cpu/cross_entropy.hpp"
 #include "mmalign/backend/cpu/embedding.hpp"
@@ -41,10 +42,11 @@ public:
     struct Options {
         int threads = 0;  // 0: all OpenMP threads (OMP_NUM_THREADS or the core count)
         cpu::GemmImpl gemm = cpu::default_gemm_impl<T>();
+        bool fused_attention = false;  // MultiHeadAttention through attention_forward/backward
     };
 
     CpuBackend() : CpuBackend(Options{}) {}
-    explicit CpuBackend(Options o) : gemm_impl_(o.gemm) {
+    explicit CpuBackend(Options o) : gemm_impl_(o.gemm), fused_attention_(o.fused_attention) {
         cpu::check_gemm_impl(gemm_impl_);
         set_threads(o.threads);
     }
@@ -114,6 +116,25 @@ public:
         if (!d_x.empty()) check_same(x, d_x, "layer_norm d_x");
         cpu::layer_norm_backward<T>(threads_, d_y.data(), x.data(), w.data(), mean, rstd,
                                     d_x.empty() ? nullptr : d_x.data(), d_w, d_b, x.shape().rows(), C, scratch_);
+    }
+
+    // ---- fused attention ----------------------------------------------------------------------
+    /// Whether modules compute attention with attention_forward/backward (no [B, H, Tq, Tk]
+    /// probabilities kept) instead of gemm + attention_softmax + gemm.
+    bool fused_attention() const { return fused_attention_; }
+    void set_fused_attention(bool on) { fused_attention_ = on; }
+    /// o = softmax(scale·q kᵀ + mask) v per (batch, head), online (cpu/attention.hpp). q, o:
+    /// [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_batch_stride; lse [B, H, Tq] or null.
+    void attention_forward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H, index_t Tq,
+                           index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, T* o, T* lse) {
+        cpu::attention_forward<T>(threads_, q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, mask, o, lse);
+    }
+    /// d_q [B, Tq, H·dh], d_k, d_v [B, Tk, H·dh] assigned, from the forward's o and lse.
+    void attention_backward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H,
+                            index_t Tq, index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, const T* o,
+                            const T* d_o, const T* lse, T* d_q, T* d_k, T* d_v) {
+        cpu::attention_backward<T>(threads_, q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, mask, o, d_o, lse, d_q,
+                                   d_k, d_v);
     }
 
     // ---- attention softmax --------------------------------------------------------------------
@@ -282,6 +303,7 @@ private:
 
     int threads_ = 1;
     cpu::GemmImpl gemm_impl_;
+    bool fused_attention_ = false;
     cpu::ScratchArena<T> arena_;
     std::vector<T> scratch_;
 };

@@ -43,6 +43,14 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
+// The tile's row loops must be unrolled for the accumulators to live in registers. nvcc's front
+// end rejects the GCC pragma (its host pass then relies on GCC's own complete peeling).
+#if defined(__CUDACC__)
+#define MMALIGN_UNROLL_ROWS
+#else
+#define MMALIGN_UNROLL_ROWS _Pragma("GCC unroll 14")
+#endif
+
 namespace mmalign::cpu::avx512 {
 
 #if MMALIGN_AVX512
@@ -143,7 +151,7 @@ template <int ROWS>
 MMALIGN_AVX512_OUTLINE void micro_kernel(index_t kc, const float* ap, const float* bp, float* c, index_t ldc,
                                          index_t cols, float alpha, float beta) {
     __m512 acc0[ROWS], acc1[ROWS];
-#pragma GCC unroll 14
+    MMALIGN_UNROLL_ROWS
     for (int r = 0; r < ROWS; ++r) {
         acc0[r] = acc1[r] = _mm512_setzero_ps();
         // The tile's rows are ldc apart: with ldc a multiple of 1 KiB they share L1 sets and would
@@ -153,7 +161,7 @@ MMALIGN_AVX512_OUTLINE void micro_kernel(index_t kc, const float* ap, const floa
     }
     for (index_t p = 0; p < kc; ++p) {
         const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
-#pragma GCC unroll 14
+        MMALIGN_UNROLL_ROWS
         for (int r = 0; r < ROWS; ++r) {
             const __m512 av = _mm512_set1_ps(ap[r]);
             acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
@@ -165,7 +173,7 @@ MMALIGN_AVX512_OUTLINE void micro_kernel(index_t kc, const float* ap, const floa
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const __mmask16 m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
     const __mmask16 m1 = static_cast<__mmask16>(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
-#pragma GCC unroll 14
+    MMALIGN_UNROLL_ROWS
     for (int r = 0; r < ROWS; ++r) {
         float* cr = c + r * ldc;
         __m512 v0 = _mm512_mul_ps(va, acc0[r]), v1 = _mm512_mul_ps(va, acc1[r]);

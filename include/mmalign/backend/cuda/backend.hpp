@@ -34,6 +34,7 @@
 #include "mmalign/backend/cuda/arena.hpp"
 #include "mmalign/backend/cuda/device_tensor.hpp"
 #include "mmalign/backend/cuda/error.hpp"
+#include "mmalign/backend/cuda/kernels/attention.cuh"
 #include "mmalign/backend/cuda/kernels/gather.cuh"
 #include "mmalign/backend/cuda/kernels/layer_norm.cuh"
 #include "mmalign/backend/cuda/kernels/losses.cuh"
@@ -64,6 +65,7 @@ public:
                                          // in must be a blocking one (not cudaStreamNonBlocking), so
                                          // that DeviceTensor's own operations are ordered with it.
         std::size_t workspace_bytes = std::size_t(32) << 20;  // cuBLAS workspace
+        bool fused_attention = false;    // MultiHeadAttention through attention_forward/backward
     };
 
     CudaBackend() : CudaBackend(Options{}) {}
@@ -89,6 +91,7 @@ public:
                 MMALIGN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, workspace_, o.workspace_bytes));
             }
             set_tf32(o.tf32);
+            fused_attention_ = o.fused_attention;
         } catch (...) {
             release();
             throw;
@@ -217,6 +220,50 @@ public:
             <<<grid, block, 0, stream_>>>(d_y.data(), x.data(), mean, rstd, partial, rows, C, chunk);
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
         launch_pointwise(C, cuda::kernels::column_partials_accumulate_kernel<T>, partial, splits, C, d_w, d_b);
+    }
+
+    // ---- fused attention ----------------------------------------------------------------------
+    /// Whether modules compute attention with attention_forward/backward (kernels/attention.cuh;
+    /// semantics of cpu/attention.hpp) instead of gemm + attention_softmax + gemm.
+    bool fused_attention() const { return fused_attention_; }
+    void set_fused_attention(bool on) { fused_attention_ = on; }
+    /// q, o: [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_batch_stride; lse [B, H, Tq] or
+    /// null. Head widths up to 128. mask.key_keep is host memory, mask.additive device memory.
+    void attention_forward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H, index_t Tq,
+                           index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, T* o, T* lse) {
+        check_head_dim(dh);
+        if (B * H * Tq == 0) return;
+        auto sc = scope();
+        const std::int32_t* keep = mask.key_keep ? upload(sc, mask.key_keep, B * Tk) : nullptr;
+        cuda::kernels::attention_forward_kernel<T>
+            <<<cuda::kernels::warp_row_blocks(B * H * Tq), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
+               stream_>>>(q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset,
+                          mask.additive, additive_stride(mask, Tq, Tk), o, lse);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
+    /// d_q [B, Tq, H·dh], d_k, d_v [B, Tk, H·dh] assigned, from the forward's o and lse.
+    void attention_backward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H,
+                            index_t Tq, index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, const T* o,
+                            const T* d_o, const T* lse, T* d_q, T* d_k, T* d_v) {
+        check_head_dim(dh);
+        if (B * H == 0 || dh == 0) return;
+        auto sc = scope();
+        const std::int32_t* keep = mask.key_keep ? upload(sc, mask.key_keep, B * Tk) : nullptr;
+        T* delta = sc.template buffer<T>(B * H * Tq);
+        const index_t add_stride = additive_stride(mask, Tq, Tk);
+        const unsigned threads = cuda::kernels::rows_per_block * cuda::kernels::warp_size;
+        if (Tq > 0) {
+            cuda::kernels::attention_backward_dq_kernel<T><<<cuda::kernels::warp_row_blocks(B * H * Tq), threads, 0, stream_>>>(
+                q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset, mask.additive,
+                add_stride, o, d_o, lse, d_q, delta);
+            MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+        }
+        if (Tk > 0) {
+            cuda::kernels::attention_backward_dkv_kernel<T><<<cuda::kernels::warp_row_blocks(B * H * Tk), threads, 0, stream_>>>(
+                q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset, mask.additive,
+                add_stride, d_o, lse, delta, d_k, d_v);
+            MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+        }
     }
 
     // ---- attention softmax --------------------------------------------------------------------
@@ -516,6 +563,14 @@ private:
                                     std::to_string(r) + " is outside [0, " + std::to_string(classes) +
                                     ") and is not ignore_index " + std::to_string(ignore_index));
     }
+    static void check_head_dim(index_t dh) {
+        if (dh < 0 || dh > cuda::kernels::max_head_dim)
+            throw ArgumentError("attention: fused attention supports head widths up to " +
+                                std::to_string(cuda::kernels::max_head_dim) + ", found " + std::to_string(dh));
+    }
+    static index_t additive_stride(const AttentionMask<T>& mask, index_t Tq, index_t Tk) {
+        return mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
+    }
     static void check_same(ConstView<T> a, ConstView<T> b, const char* what) {
         if (!(a.shape() == b.shape()))
             throw ShapeError(std::string(what) + ": expected " + a.shape().str() + ", found " + b.shape().str());
@@ -548,6 +603,7 @@ private:
     cublasHandle_t cublas_ = nullptr;
     void* workspace_ = nullptr;
     bool tf32_ = false;
+    bool fused_attention_ = false;
     cuda::DeviceArena arena_;  // freed after release() has waited for the stream
 };
 

@@ -1,0 +1,195 @@
+// mmalign/backend/cuda/kernels/attention.cuh — fused attention, forward and backward, with the
+// semantics and formulas of backend/cpu/attention.hpp (online softmax; backward recomputes
+// P_ij = e^{s_ij − lse_i}):
+//   forward:   one warp per (b, h, query i): walks the visible keys, keeps the running maximum,
+//              denominator and Σ p·v (each lane holds head dimensions lane, lane + 32, ...)
+//   backward:  D_i = d_o_i·o_i and d_q (one warp per query), then d_k, d_v (one warp per key,
+//              walking the queries that see it) — deterministic, no atomics
+// Head widths up to max_head_dim (the backend checks). Scores are reduced across the warp with
+// shuffles; k and v rows are read straight from global memory (coalesced, one row per step).
+#pragma once
+
+#include <cstdint>
+
+#include "mmalign/backend/cuda/kernels/common.cuh"
+
+namespace mmalign::cuda::kernels {
+
+inline constexpr int max_head_dim = 128;
+inline constexpr int dims_per_lane = max_head_dim / warp_size;
+
+/// The mask for query i of batch b (key_keep and additive in device memory, or null).
+template <class T>
+struct DeviceMaskRow {
+    index_t end;  // keys at or past end are hidden (causal)
+    const std::int32_t* keep;
+    const T* add;
+    __device__ bool visible(index_t j) const { return j < end && (keep == nullptr || keep[j] != 0); }
+};
+
+template <class T>
+__device__ DeviceMaskRow<T> device_mask_row(index_t b, index_t i, index_t Tk, const std::int32_t* key_keep, bool causal,
+                                            index_t causal_offset, const T* additive, index_t add_stride) {
+    index_t end = Tk;
+    if (causal) end = max(index_t(0), min(Tk, i + causal_offset + 1));
+    return {end, key_keep ? key_keep + b * Tk : nullptr, additive ? additive + b * add_stride + i * Tk : nullptr};
+}
+
+// Σ_d a[d]·b[d] over the head, each lane taking dimensions lane + 32·t; every lane gets the sum.
+template <class T>
+__device__ __forceinline__ T warp_dot(const T* a, const T* b, index_t dh, int lane) {
+    T s = 0;
+#pragma unroll
+    for (int t = 0; t < dims_per_lane; ++t) {
+        const index_t d = lane + t * warp_size;
+        if (d < dh) s += a[d] * b[d];
+    }
+    return warp_sum(s);
+}
+
+/// q, o: [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_stride; lse: [B, H, Tq] or null.
+template <class T>
+__global__ void attention_forward_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B, index_t H,
+                                         index_t Tq, index_t Tk, index_t dh, T scale, const std::int32_t* key_keep,
+                                         bool causal, index_t causal_offset, const T* additive, index_t add_stride, T* o,
+                                         T* lse) {
+    const int lane = threadIdx.x % warp_size;
+    const index_t D = H * dh, rows = B * H * Tq;
+    const T neg_inf = -INFINITY;
+    for (index_t row = global_warp(); row < rows; row += grid_warps()) {
+        const index_t b = row / (H * Tq), h = (row / Tq) % H, i = row % Tq;
+        const T* qi = q + (b * Tq + i) * D + h * dh;
+        const T* kb = k + b * kv_stride + h * dh;
+        const T* vb = v + b * kv_stride + h * dh;
+        const DeviceMaskRow<T> mr = device_mask_row(b, i, Tk, key_keep, causal, causal_offset, additive, add_stride);
+        T acc[dims_per_lane] = {};
+        T m = neg_inf, l = 0;
+        for (index_t j = 0; j < mr.end; ++j) {
+            if (!mr.visible(j)) continue;  // the same for every lane: no divergence
+            const T s = scale * warp_dot(qi, kb + j * D, dh, lane) + (mr.add ? mr.add[j] : T(0));
+            if (s == neg_inf) continue;
+            if (s > m) {
+                const T corr = m == neg_inf ? T(0) : expf(m - s);
+#pragma unroll
+                for (int t = 0; t < dims_per_lane; ++t) acc[t] *= corr;
+                l *= corr;
+                m = s;
+            }
+            const T p = expf(s - m);
+            l += p;
+            const T* vj = vb + j * D;
+#pragma unroll
+            for (int t = 0; t < dims_per_lane; ++t) {
+                const index_t d = lane + t * warp_size;
+                if (d < dh) acc[t] += p * vj[d];
+            }
+        }
+        const T inv = l > T(0) ? T(1) / l : T(0);
+        T* oi = o + (b * Tq + i) * D + h * dh;
+#pragma unroll
+        for (int t = 0; t < dims_per_lane; ++t) {
+            const index_t d = lane + t * warp_size;
+            if (d < dh) oi[d] = acc[t] * inv;
+        }
+        if (lse && lane == 0) lse[(b * H + h) * Tq + i] = l > T(0) ? m + logf(l) : neg_inf;
+    }
+}
+
+/// d_q [B, Tq, H·dh] assigned; delta [B, H, Tq] receives D_i = d_o_i·o_i for the key pass.
+template <class T>
+__global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B,
+                                             index_t H, index_t Tq, index_t Tk, index_t dh, T scale,
+                                             const std::int32_t* key_keep, bool causal, index_t causal_offset,
+                                             const T* additive, index_t add_stride, const T* o, const T* d_o,
+                                             const T* lse, T* d_q, T* delta) {
+    const int lane = threadIdx.x % warp_size;
+    const index_t D = H * dh, rows = B * H * Tq;
+    const T neg_inf = -INFINITY;
+    for (index_t row = global_warp(); row < rows; row += grid_warps()) {
+        const index_t b = row / (H * Tq), h = (row / Tq) % H, i = row % Tq;
+        const index_t at = (b * Tq + i) * D + h * dh;
+        const T* qi = q + at;
+        const T* gi = d_o + at;
+        const T li = lse[(b * H + h) * Tq + i];
+        const T Di = warp_dot(gi, o + at, dh, lane);
+        if (lane == 0) delta[(b * H + h) * Tq + i] = Di;
+        T acc[dims_per_lane] = {};
+        if (li != neg_inf) {
+            const T* kb = k + b * kv_stride + h * dh;
+            const T* vb = v + b * kv_stride + h * dh;
+            const DeviceMaskRow<T> mr = device_mask_row(b, i, Tk, key_keep, causal, causal_offset, additive, add_stride);
+            for (index_t j = 0; j < mr.end; ++j) {
+                if (!mr.visible(j)) continue;
+                const T* kj = kb + j * D;
+                const T s = scale * warp_dot(qi, kj, dh, lane) + (mr.add ? mr.add[j] : T(0));
+                const T p = expf(s - li);
+                if (p == T(0)) continue;
+                const T ds = p * (warp_dot(gi, vb + j * D, dh, lane) - Di);
+#pragma unroll
+                for (int t = 0; t < dims_per_lane; ++t) {
+                    const index_t d = lane + t * warp_size;
+                    if (d < dh) acc[t] += scale * ds * kj[d];
+                }
+            }
+        }
+        T* dqi = d_q + at;
+#pragma unroll
+        for (int t = 0; t < dims_per_lane; ++t) {
+            const index_t d = lane + t * warp_size;
+            if (d < dh) dqi[d] = acc[t];
+        }
+    }
+}
+
+/// d_k, d_v [B, Tk, H·dh] assigned, one warp per key: Σ over the queries that see key j.
+template <class T>
+__global__ void attention_backward_dkv_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B,
+                                              index_t H, index_t Tq, index_t Tk, index_t dh, T scale,
+                                              const std::int32_t* key_keep, bool causal, index_t causal_offset,
+                                              const T* additive, index_t add_stride, const T* d_o, const T* lse,
+                                              const T* delta, T* d_k, T* d_v) {
+    const int lane = threadIdx.x % warp_size;
+    const index_t D = H * dh, rows = B * H * Tk;
+    const T neg_inf = -INFINITY;
+    for (index_t row = global_warp(); row < rows; row += grid_warps()) {
+        const index_t b = row / (H * Tk), h = (row / Tk) % H, j = row % Tk;
+        const T* kj = k + b * kv_stride + j * D + h * dh;
+        const T* vj = v + b * kv_stride + j * D + h * dh;
+        T dk[dims_per_lane] = {}, dv[dims_per_lane] = {};
+        const bool kept = key_keep == nullptr || key_keep[b * Tk + j] != 0;
+        // Causal: query i sees key j when j ≤ i + offset, i.e. from i = j − offset on.
+        const index_t i0 = causal ? max(index_t(0), j - causal_offset) : 0;
+        for (index_t i = kept ? i0 : Tq; i < Tq; ++i) {
+            const T li = lse[(b * H + h) * Tq + i];
+            if (li == neg_inf) continue;
+            const index_t at = (b * Tq + i) * D + h * dh;
+            const T* qi = q + at;
+            const T* gi = d_o + at;
+            const T* add = additive ? additive + b * add_stride + i * Tk : nullptr;
+            const T s = scale * warp_dot(qi, kj, dh, lane) + (add ? add[j] : T(0));
+            const T p = expf(s - li);
+            if (p == T(0)) continue;
+            const T ds = p * (warp_dot(gi, vj, dh, lane) - delta[(b * H + h) * Tq + i]);
+#pragma unroll
+            for (int t = 0; t < dims_per_lane; ++t) {
+                const index_t d = lane + t * warp_size;
+                if (d < dh) {
+                    dk[t] += scale * ds * qi[d];
+                    dv[t] += p * gi[d];
+                }
+            }
+        }
+        T* dkj = d_k + (b * Tk + j) * D + h * dh;
+        T* dvj = d_v + (b * Tk + j) * D + h * dh;
+#pragma unroll
+        for (int t = 0; t < dims_per_lane; ++t) {
+            const index_t d = lane + t * warp_size;
+            if (d < dh) {
+                dkj[d] = dk[t];
+                dvj[d] = dv[t];
+            }
+        }
+    }
+}
+
+}  // namespace mmalign::cuda::kernels
