@@ -5,8 +5,8 @@
 #   1. configure (Release, sm_90, CMAKE_PREFIX_PATH=deps) and build the CUDA tests and bench_gpu
 #   2. run the CUDA tests (they fail, not skip, when no device is visible)
 #   3. compute-sanitizer memcheck over test_cuda_ops, when compute-sanitizer exists
-#   4. bench_gpu (gemm vs cuBLAS; ViT-B/32-sized encoder forward), then benchmarks/torch/gpu_vit.py
-#      when `import torch` works
+#   4. bench_gpu (gemm vs cuBLAS; cuBLAS bf16 peak; ViT-B/32- and ViT-L/14-sized encoder forwards,
+#      plain and fused attention), then benchmarks/torch/gpu_vit.py when `import torch` works
 #   5. a summary table (last lines of the output)
 # Logs go to $OUT when it is set (else to <build>/gpu-check), 7 files at most. Every step runs
 # even when an earlier optional one failed; the exit status is 1 if the build, a test, the
@@ -104,7 +104,7 @@ fi
 
 # ---- 4. benchmarks -------------------------------------------------------------------------
 t=$(date +%s)
-timeout 240 "$build/benchmarks/gpu/bench_gpu" > "$logs/bench.log" 2>&1
+timeout 270 "$build/benchmarks/gpu/bench_gpu" > "$logs/bench.log" 2>&1
 r=$?
 record "bench_gpu" "$([ $r -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "exit $r"
 [ $r -ne 0 ] && { overall=1; tail -20 "$logs/bench.log"; }
@@ -138,17 +138,21 @@ fi
              for (i = 1; i <= n; ++i) { split(ks[i], p, " "); m = v[ks[i]" mmalign"]; c = v[ks[i]" cublas"];
                printf "%-12s %-5s %12.0f %12.0f %7.2f\n", p[1], p[2], m, c, (c > 0 ? m / c : 0) } }' "$logs/bench.log"
   echo
-  echo "== ViT-B/32-sized encoder forward (sequences/s): mmalign vs PyTorch"
-  cat "$logs/bench.log" "$logs/torch.log" | awk '$1 == "RESULT" && $2 == "vit" {
-         key = $3" "$4; v[key" "$5] = $6; if (!(key in seen)) { seen[key] = 1; ks[++n] = key } }
-       END { printf "%-8s %-5s %12s %12s %12s %9s %9s\n", "batch", "prec", "mmalign", "torch-eager",
-                    "torch-comp", "mm/eager", "mm/comp";
-             for (i = 1; i <= n; ++i) { split(ks[i], p, " "); m = v[ks[i]" mmalign"]; e = v[ks[i]" torch-eager"];
-               c = v[ks[i]" torch-compile"];
-               printf "%-8s %-5s %12s %12s %12s %9s %9s\n", p[1], p[2],
-                 (m > 0 ? sprintf("%.1f", m) : "-"), (e > 0 ? sprintf("%.1f", e) : "-"), (c > 0 ? sprintf("%.1f", c) : "-"),
-                 (m > 0 && e > 0 ? sprintf("%.2f", m / e) : "-"), (m > 0 && c > 0 ? sprintf("%.2f", m / c) : "-") } }'
-  grep -E "CHECK FAILED|TF32 output vs fp32" "$logs/bench.log"
+  echo "== CLIP image-encoder stacks, forward (sequences/s): mmalign (plain / fused attention) vs PyTorch"
+  echo "   vit = ViT-B/32-sized (T 50), vitl14 = ViT-L/14-sized (T 257); ratios: best mmalign over each torch impl"
+  cat "$logs/bench.log" "$logs/torch.log" | awk '$1 == "RESULT" && ($2 == "vit" || $2 == "vitl14") {
+         key = $2" "$3" "$4; v[key" "$5] = $6; if (!(key in seen)) { seen[key] = 1; ks[++n] = key } }
+       function f(x) { return x > 0 ? sprintf("%.1f", x) : "-" }
+       function r(a, b) { return a > 0 && b > 0 ? sprintf("%.2f", a / b) : "-" }
+       END { printf "%-7s %-6s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", "model", "batch", "prec", "mmalign", "mm-fused",
+                    "t-eager", "t-sdpa", "t-comp", "/eager", "/sdpa", "/comp";
+             for (i = 1; i <= n; ++i) { split(ks[i], p, " "); m = v[ks[i]" mmalign"]; mf = v[ks[i]" mmalign-fused"];
+               best = (mf > m ? mf : m); e = v[ks[i]" torch-eager"]; sd = v[ks[i]" torch-sdpa"]; c = v[ks[i]" torch-compile"];
+               printf "%-7s %-6s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", p[1], p[2], p[3], f(m), f(mf), f(e), f(sd), f(c),
+                 r(best, e), r(best, sd), r(best, c) } }'
+  grep -E "RESULT gemm-bf16" "$logs/bench.log" | awk '{ printf "cuBLAS bf16 gemm peak (n=8192): %.1f TFLOP/s\n", $6 / 1000 }'
+  grep -E "vitl14 b=256 (fp32|tf32).*TFLOP/s" "$logs/bench.log"
+  grep -E "CHECK FAILED|output vs fp32 plain" "$logs/bench.log"
   echo
   echo "== steps (total $(elapsed) s)"
   printf '%s\n' "${steps[@]}"

@@ -3,19 +3,26 @@
 // (a) Square fp32 products C = A·B (row-major, both Trans::N) through CudaBackend::gemm and
 //     through cublasSgemm called directly (the same column-major trick by hand), with exact fp32
 //     and with TF32 tensor cores, in GFLOP/s = 2n³ / time.
-// (b) A ViT-B/32-sized image encoder forward (inference, no saved activations): 12 pre-norm
-//     layers, D = 768, H = 12, MLP 3072, quick_gelu, T = 50 tokens, built as
-//     TransformerStack<CudaBackend<float>, PreNorm>, at batch 1, 32 and 256, fp32 and TF32, in
-//     sequences per second. benchmarks/torch/gpu_vit.py runs the same stack in PyTorch.
+// (b) cuBLAS's bf16 gemm (bf16 inputs, fp32 accumulation) at n = 8192: the peak the encoder rows
+//     are compared with.
+// (c) CLIP's image-encoder stacks (inference, no saved activations): ViT-B/32-sized (12 pre-norm
+//     layers, D = 768, H = 12, MLP 3072, T = 50 tokens; label "vit") and ViT-L/14-sized (24
+//     layers, D = 1024, H = 16, MLP 4096, T = 257; label "vitl14"), quick_gelu, built as
+//     TransformerStack<CudaBackend<float>, PreNorm>, at batch 1, 32 and 256, fp32 and TF32, each
+//     with the plain attention path and with the fused attention kernels, in sequences per
+//     second. benchmarks/torch/gpu_vit.py runs the same stacks in PyTorch.
 // Timing: CUDA events around each call on the backend's stream, after warm-up calls; the median
 // of the repetitions counts. Inputs and weights are random (never zeros). Every product is
 // checked (mmalign against cuBLAS, both against double-precision dot products at sampled
-// entries) and the encoder's output must be finite, with TF32 close to fp32; the program exits 1
+// entries) and the encoder's output must be finite, with TF32 close to fp32 and fused attention
+// equal to the plain path (1e-5 relative norm in fp32); the program exits 1
 // if a check fails. Output: one "RESULT" line per measurement (parsed by scripts/gpu-check.sh),
 // then a table.
 //
-//   bench_gpu [--sizes 1024,2048,4096] [--batches 1,32,256] [--reps N] [--no-gemm] [--no-vit] [--quick]
+//   bench_gpu [--sizes 1024,2048,4096] [--batches 1,32,256] [--models b32,l14] [--reps N] [--no-gemm]
+//             [--no-vit] [--quick]
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -39,6 +46,7 @@ struct Options {
     std::vector<int> batches{1, 32, 256};
     int reps = 20;
     bool gemm = true, vit = true;
+    std::vector<std::string> models{"b32", "l14"};
 };
 
 std::vector<int> parse_list(const char* text) {
@@ -76,14 +84,26 @@ Options parse(int argc, char** argv) {
         else if (a == "--reps") o.reps = std::max(1, std::atoi(next()));
         else if (a == "--no-gemm") o.gemm = false;
         else if (a == "--no-vit") o.vit = false;
+        else if (a == "--models") {
+            o.models.clear();
+            for (std::string rest = next(); !rest.empty();) {
+                const std::size_t comma = rest.find(',');
+                o.models.push_back(rest.substr(0, comma));
+                rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+                if (o.models.back() != "b32" && o.models.back() != "l14") {
+                    std::fprintf(stderr, "bench_gpu: --models takes b32 and/or l14\n");
+                    std::exit(2);
+                }
+            }
+        }
         else if (a == "--quick") {
             o.sizes = {256, 512};
             o.batches = {1, 4};
             o.reps = 3;
         } else {
             std::fprintf(stderr,
-                         "usage: bench_gpu [--sizes 1024,2048,4096] [--batches 1,32,256] [--reps N] [--no-gemm] "
-                         "[--no-vit] [--quick]\n");
+                         "usage: bench_gpu [--sizes 1024,2048,4096] [--batches 1,32,256] [--models b32,l14] [--reps N] "
+                         "[--no-gemm] [--no-vit] [--quick]\n");
             std::exit(a == "--help" ? 0 : 2);
         }
     }
@@ -211,9 +231,18 @@ void bench_gemm(Be& be, const Options& o) {
     MMALIGN_CUBLAS_CHECK(cublasDestroy(direct));
 }
 
-void bench_vit(Be& be, const Options& o) {
+struct VitShape {
+    const char* label;  // RESULT label: "vit" (ViT-B/32, as before) or "vitl14"
+    index_t layers, dim, heads, mlp, tokens;
+};
+// CLIP's image towers (HF configs of openai/clip-vit-base-patch32 and -large-patch14): 224 px
+// images give 7² + 1 = 50 and 16² + 1 = 257 tokens.
+constexpr VitShape vit_b32{"vit", 12, 768, 12, 3072, 50};
+constexpr VitShape vit_l14{"vitl14", 24, 1024, 16, 4096, 257};
+
+void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tflops) {
     using Stack = mmalign::TransformerStack<Be, mmalign::PreNorm>;
-    const index_t L = 12, D = 768, H = 12, F = 3072, T = 50;
+    const index_t L = m.layers, D = m.dim, H = m.heads, F = m.mlp, T = m.tokens;
     Stack enc({.layers = L,
                .block = {.dim = D, .heads = H, .mlp_hidden = F, .activation = mmalign::Activation::quick_gelu,
                          .eps = 1e-5}});
@@ -232,25 +261,32 @@ void bench_vit(Be& be, const Options& o) {
         const index_t Bn = batch;
         auto x = random_device(be, {Bn, T, D}, 7, 1.0f);
         mmalign::DeviceTensor<float> y(mmalign::Shape{Bn, T, D}), y_fp32(mmalign::Shape{Bn, T, D});
-        const std::string what = "vit b=" + std::to_string(batch);
+        const std::string what = std::string(m.label) + " b=" + std::to_string(batch);
         for (bool tf32 : {false, true}) {
             be.set_tf32(tf32);
-            auto run = [&] { enc.forward(be, x.view(), {}, {}, {}, y.view()); };
-            const int reps = batch >= 256 ? std::max(3, o.reps / 2) : o.reps;
-            const double ms = median_ms(be.stream(), 2, reps, run);
             const std::string prec = tf32 ? "tf32" : "fp32";
-            result(what, prec, "mmalign", batch / (ms * 1e-3), "seq/s");
-            std::printf("  %s %s: %.3f ms per forward, %.1f TFLOP/s\n", what.c_str(), prec.c_str(), ms,
-                        gflop_per_seq * batch / ms);
-            const mmalign::Tensor<float> out = y.to_host();
-            for (float v : out)
-                if (!std::isfinite(v)) {
-                    fail(what + " " + prec + ": non-finite output");
-                    break;
+            // Plain attention (cuBLAS + softmax kernel), then the fused kernels on the same input.
+            for (bool fused : {false, true}) {
+                be.set_fused_attention(fused);
+                auto run = [&] { enc.forward(be, x.view(), {}, {}, {}, y.view()); };
+                const int reps = batch >= 256 ? std::max(3, o.reps / (T > 100 ? 4 : 2)) : o.reps;
+                const double ms = median_ms(be.stream(), 2, reps, run);
+                const double tflops = gflop_per_seq * batch / ms;
+                result(what, prec, fused ? "mmalign-fused" : "mmalign", batch / (ms * 1e-3), "seq/s");
+                std::printf("  %s %s%s: %.3f ms per forward, %.1f TFLOP/s", what.c_str(), prec.c_str(),
+                            fused ? " fused attention" : "", ms, tflops);
+                if (bf16_peak_tflops > 0) std::printf(", %.0f%% of the cuBLAS bf16 peak", 100 * tflops / bf16_peak_tflops);
+                std::printf("\n");
+                const mmalign::Tensor<float> out = y.to_host();
+                for (float v : out)
+                    if (!std::isfinite(v)) {
+                        fail(what + " " + prec + ": non-finite output");
+                        break;
+                    }
+                if (!tf32 && !fused) {
+                    be.copy(y.view(), y_fp32.view());
+                    continue;
                 }
-            if (!tf32) {
-                be.copy(y.view(), y_fp32.view());
-            } else {
                 const mmalign::Tensor<float> ref = y_fp32.to_host();
                 double d2 = 0, r2 = 0;
                 for (index_t i = 0; i < out.numel(); ++i) {
@@ -259,12 +295,51 @@ void bench_vit(Be& be, const Options& o) {
                     r2 += double(ref.data()[i]) * ref.data()[i];
                 }
                 const double rel = std::sqrt(d2 / std::max(r2, 1e-30));
-                std::printf("  %s: TF32 output vs fp32, relative norm difference %.2e\n", what.c_str(), rel);
-                if (!(rel < 2e-2)) fail(what + ": TF32 output far from fp32 (" + std::to_string(rel) + ")");
+                std::printf("  %s %s%s: output vs fp32 plain, relative norm difference %.2e\n", what.c_str(), prec.c_str(),
+                            fused ? " fused" : "", rel);
+                const double limit = tf32 ? 2e-2 : 1e-5;
+                if (!(rel < limit)) fail(what + " " + prec + (fused ? " fused" : "") + ": output far from fp32 plain (" +
+                                         std::to_string(rel) + ")");
             }
         }
     }
     be.set_tf32(false);
+    be.set_fused_attention(false);
+}
+
+/// cuBLAS bf16 gemm (bf16 inputs, fp32 accumulation and output: cublasGemmEx with
+/// CUBLAS_COMPUTE_32F) at n = 8192, in TFLOP/s: the peak the ViT-L/14 rows are compared with.
+double bench_bf16_peak(Be& be, const Options& o) {
+    const int n = 8192;
+    const std::size_t nn = std::size_t(n) * n;
+    __nv_bfloat16 *a = nullptr, *b = nullptr;
+    float* c = nullptr;
+    MMALIGN_CUDA_CHECK(cudaMalloc(&a, nn * sizeof(__nv_bfloat16)));
+    MMALIGN_CUDA_CHECK(cudaMalloc(&b, nn * sizeof(__nv_bfloat16)));
+    MMALIGN_CUDA_CHECK(cudaMalloc(&c, nn * sizeof(float)));
+    std::vector<float> h(nn);
+    std::vector<__nv_bfloat16> hb(nn);
+    fill_random(h, 31, 1.0f);
+    for (std::size_t i = 0; i < nn; ++i) hb[i] = __float2bfloat16(h[i]);
+    MMALIGN_CUDA_CHECK(cudaMemcpy(a, hb.data(), nn * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice));
+    MMALIGN_CUDA_CHECK(cudaMemcpy(b, hb.data(), nn * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice));
+    cublasHandle_t handle;
+    MMALIGN_CUBLAS_CHECK(cublasCreate(&handle));
+    MMALIGN_CUBLAS_CHECK(cublasSetStream(handle, be.stream()));
+    const float one = 1.0f, zero = 0.0f;
+    auto run = [&] {
+        MMALIGN_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, b, CUDA_R_16BF, n, a,
+                                          CUDA_R_16BF, n, &zero, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
+                                          CUBLAS_GEMM_DEFAULT));
+    };
+    const double ms = median_ms(be.stream(), 2, std::max(3, o.reps / 2), run);
+    const double tflops = 2.0 * n * double(n) * n * 1e-12 / (ms * 1e-3);
+    result("gemm-bf16 n=8192", "bf16", "cublas", tflops * 1e3, "GFLOP/s");
+    MMALIGN_CUBLAS_CHECK(cublasDestroy(handle));
+    MMALIGN_CUDA_CHECK(cudaFree(a));
+    MMALIGN_CUDA_CHECK(cudaFree(b));
+    MMALIGN_CUDA_CHECK(cudaFree(c));
+    return tflops;
 }
 
 }  // namespace
@@ -284,14 +359,16 @@ int main(int argc, char** argv) {
                     prop.minor);
         Be be;
         if (o.gemm) bench_gemm(be, o);
-        if (o.vit) bench_vit(be, o);
+        const double bf16_peak = o.gemm ? bench_bf16_peak(be, o) : 0.0;
+        if (o.vit)
+            for (const std::string& model : o.models) bench_vit(be, o, model == "l14" ? vit_l14 : vit_b32, bf16_peak);
     } catch (const std::exception& e) {
         std::printf("bench_gpu: error: %s\n", e.what());
         return 1;
     }
-    std::printf("\n%-16s %-5s %-8s %14s\n", "benchmark", "prec", "impl", "value");
+    std::printf("\n%-16s %-5s %-14s %14s\n", "benchmark", "prec", "impl", "value");
     for (const Row& r : rows)
-        std::printf("%-16s %-5s %-8s %14.1f %s\n", r.what.c_str(), r.precision.c_str(), r.impl.c_str(), r.value,
+        std::printf("%-16s %-5s %-14s %14.1f %s\n", r.what.c_str(), r.precision.c_str(), r.impl.c_str(), r.value,
                     r.unit.c_str());
     if (failed) std::printf("bench_gpu: some checks FAILED\n");
     return failed ? 1 : 0;
