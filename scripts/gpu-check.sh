@@ -6,9 +6,10 @@
 #   2. run the CUDA tests (they fail, not skip, when no device is visible)
 #   3. compute-sanitizer memcheck over test_cuda_ops, when compute-sanitizer exists
 #   4. bench_gpu (gemm vs cuBLAS; cuBLAS bf16 peak; ViT-B/32- and ViT-L/14-sized encoder forwards,
-#      plain and fused attention), then benchmarks/torch/gpu_vit.py when `import torch` works
+#      plain and fused attention), then benchmarks/torch/gpu_vit.py when `import torch` works;
+#      the CLIP training step (bench_train_clip_gpu, benchmarks/torch/train_clip.py --device cuda)
 #   5. a summary table (last lines of the output)
-# Logs go to $OUT when it is set (else to <build>/gpu-check), 7 files at most. Every step runs
+# Logs go to $OUT when it is set (else to <build>/gpu-check), 9 files at most. Every step runs
 # even when an earlier optional one failed; the exit status is 1 if the build, a test, the
 # sanitizer or a benchmark check failed. Optional steps (memcheck, torch.compile) are cut short
 # or skipped as the time budget (GPU_CHECK_BUDGET, 380 s) runs out, so the whole script stays
@@ -57,7 +58,8 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   >> "$logs/build.log" 2>&1
 rc=$?
 if [ $rc -eq 0 ]; then
-  cmake --build "$build" -j "$jobs" --target test_cuda_ops test_cuda_modules bench_gpu >> "$logs/build.log" 2>&1
+  cmake --build "$build" -j "$jobs" --target test_cuda_ops test_cuda_modules bench_gpu bench_train_clip \
+    bench_train_clip_gpu >> "$logs/build.log" 2>&1
   rc=$?
 fi
 record "configure + build" "$([ $rc -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t ))
@@ -129,6 +131,29 @@ else
   record "torch gpu_vit.py" "skipped" 0 "no torch with CUDA"
 fi
 
+# ---- 4b. CLIP training step: mmalign (CUDA) vs PyTorch (CUDA), same weights and batches ----------
+t=$(date +%s)
+: > "$logs/train.jsonl"
+if [ "$(left)" -lt 45 ]; then
+  record "train step" "skipped" 0 "time budget"
+else
+  tdir="$build/train-clip"
+  rm -rf "$tdir"
+  if "$build/benchmarks/bench_train_clip" prepare --dir "$tdir" --steps 30 --synthetic > "$logs/train.err" 2>&1; then
+    for args in "" "--tf32" "--fused-attention"; do
+      timeout 60 "$build/benchmarks/gpu/bench_train_clip_gpu" --dir "$tdir" $args >> "$logs/train.jsonl" 2>> "$logs/train.err"
+    done
+    if python3 -c 'import torch, transformers, safetensors, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+      for args in "" "--tf32"; do
+        timeout 90 python3 benchmarks/torch/train_clip.py --dir "$tdir" --device cuda $args >> "$logs/train.jsonl" 2>> "$logs/train.err"
+      done
+    fi
+    record "train step" "$([ -s "$logs/train.jsonl" ] && echo ok || echo FAILED)" $(( $(date +%s) - t ))
+  else
+    record "train step" "FAILED" $(( $(date +%s) - t )) "prepare failed"
+  fi
+fi
+
 # ---- 5. summary ----------------------------------------------------------------------------
 {
   echo
@@ -153,6 +178,19 @@ fi
   grep -E "RESULT gemm-bf16" "$logs/bench.log" | awk '{ printf "cuBLAS bf16 gemm peak (n=8192): %.1f TFLOP/s\n", $6 / 1000 }'
   grep -E "vitl14 b=256 (fp32|tf32).*TFLOP/s" "$logs/bench.log"
   grep -E "CHECK FAILED|output vs fp32 plain" "$logs/bench.log"
+  echo
+  echo "== CLIP training step (the Fashion-MNIST model, batch 256, synthetic batches), steps/s"
+  python3 - "$logs/train.jsonl" <<'PY' || true
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+torch_fp32 = next((r for r in runs if r["impl"] == "pytorch-cuda" and not r.get("tf32")), None)
+print(f"{'impl':<20} {'prec':<5} {'steps/s':>9} {'vs torch fp32':>14} {'final loss':>11} {'max |loss diff|':>16}")
+for r in runs:
+    ratio = r["steps_per_s"] / torch_fp32["steps_per_s"] if torch_fp32 else float("nan")
+    diff = max(abs(a - b) for a, b in zip(r["losses"], torch_fp32["losses"])) if torch_fp32 else float("nan")
+    print(f"{r['impl']:<20} {'tf32' if r.get('tf32') else 'fp32':<5} {r['steps_per_s']:9.1f} {ratio:14.2f} "
+          f"{r['losses'][-1]:11.5f} {diff:16.2e}")
+PY
   echo
   echo "== steps (total $(elapsed) s)"
   printf '%s\n' "${steps[@]}"

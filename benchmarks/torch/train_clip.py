@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """PyTorch side of benchmarks/train_clip: the same CLIP training step as bench_train_clip run.
 
-    python3 benchmarks/torch/train_clip.py --dir DIR [--threads T]      (pip install torch transformers safetensors)
+    python3 benchmarks/torch/train_clip.py --dir DIR [--threads T] [--device cpu|cuda] [--tf32]
+                                                               (pip install torch transformers safetensors)
 
 Loads DIR/config.json into transformers' CLIPModel (SDPA attention), the same initial weights
 (DIR/init.safetensors, written by `bench_train_clip prepare`) and the same batches, and runs the
 same step: features, soft-target symmetric InfoNCE, backward, clip_grad_norm_(1.0), AdamW
 (lr 1e-3, betas (0.9, 0.98), eps 1e-6, weight decay 0.05 on matrices except token/position
-tables), clamp of logit_scale to [0, ln 100]. Prints one JSON line like the C++ side.
+tables), clamp of logit_scale to [0, ln 100]. Prints one JSON line like the C++ side. With
+--device cuda the model and each batch go to the GPU (TF32 off unless --tf32); each step ends on
+the host when its loss is read, as on mmalign's side (bench_train_clip_gpu).
 """
 import argparse
 import json
@@ -31,18 +34,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--tf32", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
+        torch.backends.cudnn.allow_tf32 = a.tf32
     cfg = CLIPConfig.from_json_file(f"{a.dir}/config.json")
     model = CLIPModel(cfg)
     missing, unexpected = model.load_state_dict(load_file(f"{a.dir}/init.safetensors"), strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     assert not missing and not unexpected, (missing, unexpected)
-    model.train()
+    model.to(a.device).train()
     b = load_file(f"{a.dir}/batches.safetensors")
     steps, B = b["pixel_values"].shape[:2]
-    pixels = b["pixel_values"].reshape(steps, B, 1, 28, 28)
-    ids, mask, soft = b["input_ids"].long(), b["attention_mask"].long(), b["soft_targets"]
+    pixels = b["pixel_values"].reshape(steps, B, 1, 28, 28).to(a.device)
+    ids, mask = b["input_ids"].long().to(a.device), b["attention_mask"].long().to(a.device)
+    soft = b["soft_targets"].to(a.device)
     groups = [{"params": [p for n, p in model.named_parameters() if decays(n, p)], "weight_decay": 0.05},
               {"params": [p for n, p in model.named_parameters() if not decays(n, p)], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.98), eps=1e-6)
@@ -69,7 +78,8 @@ def main():
         losses.append(loss.item())
     secs = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"impl": "pytorch", "threads": a.threads, "steps": steps, "batch": B,
+    impl = "pytorch" if a.device == "cpu" else "pytorch-cuda"
+    print(json.dumps({"impl": impl, "device": a.device, "tf32": a.tf32, "threads": a.threads, "steps": steps, "batch": B,
                       "steps_per_s": (steps - 2) / secs, "peak_rss_mb": rss, "losses": losses,
                       "torch": torch.__version__}))
 

@@ -2,27 +2,29 @@
 // PyTorch (benchmarks/torch/train_clip.py) on the same weights, the same batches and the same
 // thread count. benchmarks/run_train_clip.sh runs both interleaved and prints the table.
 //
-//   bench_train_clip prepare --dir DIR [--steps N] [--batch B] [--data DIR]
+//   bench_train_clip prepare --dir DIR [--steps N] [--batch B] [--data DIR | --synthetic]
 //       writes DIR/config.json (a HF CLIPConfig), DIR/init.safetensors (HF names) and
-//       DIR/batches.safetensors (pixels, ids, masks and soft targets of N batches)
+//       DIR/batches.safetensors (pixels, ids, masks and soft targets of N batches); --synthetic
+//       uses seeded random images and labels instead of Fashion-MNIST (same shapes and timing)
 //   bench_train_clip run --dir DIR [--threads T]
 //       trains N steps from init and prints one JSON line: steps_per_s (after 2 warm-up steps),
 //       losses, peak_rss_mb
-// The step is the example's: image and text features, soft-target InfoNCE, backward, clip the
-// global norm to 1, AdamW (lr 1e-3, betas 0.9/0.98, eps 1e-6, wd 0.05), clamp logit_scale.
+// The step is the example's (train_step.hpp, shared with the CUDA benchmark bench_train_clip_gpu):
+// image and text features, soft-target InfoNCE, backward, clip the global norm to 1, AdamW (lr
+// 1e-3, betas 0.9/0.98, eps 1e-6, wd 0.05), clamp logit_scale.
 #include <mmalign/backend/cpu/backend.hpp>
 #include <mmalign/io/idx.hpp>
 #include <mmalign/io/safetensors.hpp>
-#include <mmalign/models/clip.hpp>
-#include <mmalign/objectives/contrastive.hpp>
-#include <mmalign/train/adamw.hpp>
-#include <mmalign/train/gradients.hpp>
+
+#include "train_step.hpp"
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -74,8 +76,21 @@ int prepare(int argc, char** argv) {
     const std::string dir = arg(argc, argv, "--dir", "");
     const std::string data = arg(argc, argv, "--data", "/usr/share/datasets/fashion-mnist");
     const index_t steps = std::stol(arg(argc, argv, "--steps", "30")), B = std::stol(arg(argc, argv, "--batch", "256"));
+    const bool synthetic = std::find(argv + 2, argv + argc, std::string("--synthetic")) != argv + argc;
     if (dir.empty()) throw ArgumentError("prepare needs --dir");
-    auto images = io::load_idx(data + "/train-images-idx3-ubyte.gz"), labels = io::load_idx(data + "/train-labels-idx1-ubyte.gz");
+    io::IdxArray images, labels;
+    if (synthetic) {  // where the dataset is not installed (a GPU machine): seeded noise and labels
+        images.shape = {steps * B, 28, 28};
+        labels.shape = {steps * B};
+        images.data.resize(std::size_t(steps * B * 784));
+        labels.data.resize(std::size_t(steps * B));
+        std::mt19937 rng(5);
+        for (auto& v : images.data) v = std::uint8_t(rng() % 256);
+        for (auto& v : labels.data) v = std::uint8_t(rng() % 10);
+    } else {
+        images = io::load_idx(data + "/train-images-idx3-ubyte.gz");
+        labels = io::load_idx(data + "/train-labels-idx1-ubyte.gz");
+    }
     if (images.shape[0] < steps * B) throw ArgumentError("not enough images for " + std::to_string(steps) + " batches");
     // Word ids: 0 pad, 1 bos, the words of "a photo of a <class>." in order of appearance, then eos.
     std::vector<std::string> vocab = {"<pad>", "<bos>", "a", "photo", "of"};
@@ -134,34 +149,17 @@ int run(int argc, char** argv) {
     auto f = io::SafetensorsFile::open(dir + "/batches.safetensors");
     Tensor<float> px = f.read<float>("pixel_values"), idf = f.read<float>("input_ids"), mf = f.read<float>("attention_mask"),
                   soft = f.read<float>("soft_targets");
-    const index_t steps = px.dim(0), B = px.dim(1), L = idf.dim(2), E = model.config.projection_dim;
+    const index_t steps = px.dim(0), B = px.dim(1), L = idf.dim(2);
     std::vector<std::int32_t> ids(idf.begin(), idf.end()), mask(mf.begin(), mf.end());
     Be be({.threads = threads});
-    AdamW<Be> opt({.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.05});
-    SymmetricInfoNce<Be> loss;
-    Clip<Be>::ImageSaved si;
-    Clip<Be>::TextSaved st;
-    SymmetricInfoNce<Be>::Saved sl;
-    Tensor<float> fi(Shape{B, E}), ft(Shape{B, E}), d_fi(Shape{B, E}), d_ft(Shape{B, E});
+    bench::ClipTrainStep<Be> step(model, B);
     std::vector<double> losses;
     auto t0 = std::chrono::steady_clock::now();
     for (index_t s = 0; s < steps; ++s) {
         if (s == 2) t0 = std::chrono::steady_clock::now();
-        const Shape one{B, 1, 28, 28};
-        ConstView<float> pxs(px.data() + s * B * 784, one);
-        const std::span<const std::int32_t> is(ids.data() + s * B * L, std::size_t(B * L)), ms(mask.data() + s * B * L, std::size_t(B * L));
-        ConstView<float> ys(soft.data() + s * B * B, Shape{B, B});
-        zero_grad(model);
-        model.image_features(be, pxs, fi.view(), &si);
-        model.text_features(be, is, ms, B, ft.view(), &st);
-        auto r = loss.forward(be, fi.view(), ft.view(), model.logit_scale, sl, ys, ys);
-        loss.backward(be, sl, 1.f, d_fi.view(), d_ft.view(), model.logit_scale, GradMode::accumulate);
-        model.image_features_backward(be, si, d_fi.view(), GradMode::accumulate);
-        model.text_features_backward(be, st, d_ft.view(), GradMode::accumulate);
-        clip_grad_norm(be, model, 1.0);
-        opt.step(be, model);
-        loss.clamp_logit_scale(be, model.logit_scale);
-        losses.push_back(r.loss);
+        losses.push_back(step(be, ConstView<float>(px.data() + s * B * 784, Shape{B, 784}),
+                              {ids.data() + s * B * L, std::size_t(B * L)}, {mask.data() + s * B * L, std::size_t(B * L)},
+                              ConstView<float>(soft.data() + s * B * B, Shape{B, B})));
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rusage ru{};
@@ -179,7 +177,7 @@ int main(int argc, char** argv) try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "prepare") return prepare(argc, argv);
     if (cmd == "run") return run(argc, argv);
-    std::fprintf(stderr, "usage: bench_train_clip prepare --dir DIR [--steps N] [--batch B] [--data DIR]\n"
+    std::fprintf(stderr, "usage: bench_train_clip prepare --dir DIR [--steps N] [--batch B] [--data DIR | --synthetic]\n"
                          "       bench_train_clip run --dir DIR [--threads T]\n");
     return 2;
 } catch (const std::exception& e) {
