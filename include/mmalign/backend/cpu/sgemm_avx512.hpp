@@ -5,12 +5,12 @@
 // The five loops of the Goto/BLIS algorithm (Goto & van de Geijn 2008, "Anatomy of
 // high-performance matrix multiplication"; Van Zee & van de Geijn 2015, BLIS):
 //
-//   for jc < n step NC            B block  [KC × NC], packed once per (jc, pc) — stays in L2/L3
+//   for jc < n step NC            B block  [KC × NC], packed once per (jc, pc) — stays in L3
 //     for pc < k step KC
 //       pack op(B) → Bp           panels of NR columns, each [KC][NR], zero-padded
 //       for ic < m step MC
 //         pack op(A) → Ap         slivers of MR rows, each [KC][MR], zero-padded
-//         for jr < NC step NR     one B panel (32 KiB) stays in L1
+//         for jr < NC step NR     one B panel (64 KiB): L1 and L2
 //           for ir < MC step MR   micro-kernel: an MR × NR tile of C held in 28 zmm registers
 //                                 (last depth block: then the GemmEpilogue, while the tile is in L1)
 //
@@ -57,9 +57,9 @@ namespace mmalign::cpu::avx512 {
 
 inline constexpr index_t MR = 14;   // rows of a C tile: 14 × 2 accumulators + 2 B vectors + 1 broadcast ≤ 32 zmm
 inline constexpr index_t NR = 32;   // columns of a C tile: two zmm vectors
-inline constexpr index_t KC = 256;  // depth of a packed block: one B panel = KC·NR·4 B = 32 KiB (L1)
-inline constexpr index_t MC = 12 * MR;  // rows of a packed A block: MC·KC·4 B = 168 KiB (L2)
-inline constexpr index_t NC = 2048;     // columns of a packed B block: KC·NC·4 B = 2 MiB (L2 + L3)
+inline constexpr index_t KC = 512;  // depth of a packed block: one B panel = KC·NR·4 B = 64 KiB (L1 + L2)
+inline constexpr index_t MC = 12 * MR;  // rows of a packed A block: MC·KC·4 B = 336 KiB (L2)
+inline constexpr index_t NC = 2048;     // columns of a packed B block: KC·NC·4 B = 4 MiB (L3)
 
 namespace detail {
 
