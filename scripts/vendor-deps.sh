@@ -25,9 +25,10 @@ need include/doctest/doctest.h
 rm -rf "$dest"
 mkdir -p "$dest/include"
 
-# Headers. Eigen: Eigen/ only (mmalign includes <Eigen/Core>; unsupported/ is not needed).
+# Headers. Eigen: Eigen/ and unsupported/ (backend/cpu/activation.hpp includes
+# <unsupported/Eigen/SpecialFunctions> for the portable erf).
 mkdir -p "$dest/include/eigen3"
-cp -a "$src/include/eigen3/Eigen" "$dest/include/eigen3/"
+cp -a "$src/include/eigen3/Eigen" "$src/include/eigen3/unsupported" "$dest/include/eigen3/"
 [ -e "$src/include/eigen3/signature_of_eigen3_matrix_library" ] &&
   cp -a "$src/include/eigen3/signature_of_eigen3_matrix_library" "$dest/include/eigen3/"
 cp -a "$src/include/xtensor" "$src/include/xtl" "$src/include/nlohmann" "$src/include/doctest" "$dest/include/"

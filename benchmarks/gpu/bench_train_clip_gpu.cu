@@ -41,7 +41,7 @@ int main(int argc, char** argv) try {
         return 2;
     }
     if (cuda::device_count() == 0) {
-        std::printf("bench_train_clip_gpu: no CUDA device\n");
+        std::fprintf(stderr, "bench_train_clip_gpu: no CUDA device\n");
         return 77;
     }
     Be be({.tf32 = tf32, .fused_attention = fused});

@@ -302,6 +302,7 @@ TEST_CASE("fused attention on CUDA equals the CPU's plain path: self and cross, 
         const Tensor<float> c = random_host({B, Tk, cross ? k.kv_dim : k.dim}, 63);
         Tensor<float> additive = random_host({B, Tq, Tk}, 64);
         additive.data()[5] = -std::numeric_limits<float>::infinity();
+        for (index_t j = 0; j < Tk; ++j) additive(0, 1, j) = std::numeric_limits<float>::lowest();  // as HF pads
         std::vector<std::int32_t> keep(static_cast<std::size_t>(B * Tk), 1);
         keep[2] = 0;
         if (cross) std::fill(keep.begin() + Tk, keep.end(), 0);  // batch 1 sees no key at all

@@ -183,7 +183,7 @@ AttentionRun run_attention(Mha& m, bool fused, const Tensor<double>& x, const Te
     Mha::Saved s;
     m.forward(be, x.view(), c ? c->view() : ConstView<double>(), mask, out.y.view(), &s);
     CHECK(s.fused == fused);
-    CHECK((fused ? s.probs.numel() == 0 : s.lse.numel() == 0));
+    CHECK((fused ? s.probs.numel() == 0 : s.stats.numel() == 0));
     zero_grad(m);
     m.backward(be, s, r.view(), out.dx.view(), c ? out.dc.view() : TensorView<double>(), GradMode::accumulate);
     m.visit([&](const std::string& name, Parameter<double>& p) { out.grads.emplace(name, p.grad); });
@@ -199,6 +199,13 @@ TEST_CASE("fused attention (online softmax, log-sum-exp saved) equals the plain 
     // Sized for self-attention (Tq = Tk); cross-attention reads the first Tq·Tk of each batch.
     Tensor<double> add_b = test::random_tensor({B, Tk, Tk}, 33), add_1 = test::random_tensor({1, Tk, Tk}, 34);
     add_b.data()[3] = -std::numeric_limits<double>::infinity();  // a key hidden by the additive mask
+    // Whole rows under a huge finite additive mask (HF pads with the type's lowest value): every
+    // score of the row then rounds to the mask, and softmax is uniform over the row's keys.
+    Tensor<double> add_big = add_b;
+    for (index_t j = 0; j < Tk; ++j) {
+        add_big(0, 1, j) = -1e30;
+        add_big(1, 2, j) = std::numeric_limits<double>::lowest();
+    }
     std::vector<std::int32_t> keep = {1, 0, 1, 1, 1, 1, 0, /* batch 1 sees nothing: */ 0, 0, 0, 0, 0, 0, 0};
     std::vector<std::int32_t> keep_some = {1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
     const std::vector<std::pair<const char*, AttentionMask<double>>> masks = {
@@ -207,6 +214,7 @@ TEST_CASE("fused attention (online softmax, log-sum-exp saved) equals the plain 
         {"causal with offset 2 and padding", {.key_keep = keep_some.data(), .causal = true, .causal_offset = 2}},
         {"additive per batch with -inf", {.additive = add_b.data()}},
         {"additive broadcast, causal", {.causal = true, .additive = add_1.data(), .additive_batch_stride = 0}},
+        {"rows under -1e30 and the lowest double", {.additive = add_big.data()}},
     };
     for (bool cross : {false, true})
         for (const auto& [name, mask] : masks) {
@@ -246,4 +254,24 @@ TEST_CASE("fused attention decodes with the KV cache like the full causal forwar
             for (index_t e = 0; e < 8; ++e) worst = std::max(worst, std::abs(step(b, 0, e) - full(b, t, e)));
     }
     CHECK(worst < 1e-12);
+}
+
+TEST_CASE("a copied Saved of the fused path keeps its own mask when the original is reused") {
+    Be be({.fused_attention = true});
+    Mha m({.dim = 8, .heads = 2});
+    test::randomize(m, 50);
+    Tensor<double> x = test::random_tensor({2, 4, 8}, 51), r = test::random_tensor({2, 4, 8}, 52), y(x.shape());
+    std::vector<std::int32_t> keep_a = {1, 1, 0, 1, 1, 0, 1, 1}, keep_b(8, 1);
+    Tensor<double> add_a = test::random_tensor({2, 4, 4}, 53), add_b = test::random_tensor({2, 4, 4}, 54);
+    const AttentionMask<double> mask_a{.key_keep = keep_a.data(), .causal = true, .additive = add_a.data()};
+    const AttentionMask<double> mask_b{.key_keep = keep_b.data(), .additive = add_b.data()};
+    Mha::Saved s;
+    m.forward(be, x.view(), {}, mask_a, y.view(), &s);
+    zero_grad(m);
+    Tensor<double> want(x.shape()), got(x.shape());
+    m.backward(be, s, r.view(), want.view(), {}, GradMode::ignore);
+    Mha::Saved copy = s;
+    m.forward(be, x.view(), {}, mask_b, y.view(), &s);  // the original now holds mask_b
+    m.backward(be, copy, r.view(), got.view(), {}, GradMode::ignore);
+    CHECK(test::max_abs_diff<double>(got.view(), want.view()) == 0.0);
 }

@@ -7,7 +7,7 @@
 // from Config (CLIP "q_proj".."out_proj", BERT "self.query".."output.dense"). scale defaults to
 // d^-½ (CLIP's `* scale` and BERT's `/ sqrt(d)` agree to rounding). Masks: core/ops.hpp.
 // Saved: x, c (cross only), q, k, v, P, o; with the backend's fused attention (be.fused_attention(),
-// cpu/attention.hpp) the log-sum-exp per query and a copy of the mask instead of P.
+// cpu/attention.hpp) two softmax statistics per query and a copy of the mask instead of P.
 // Backward: d_x assigned; d_c (cross-attention) *accumulated*, because one encoder output feeds the
 // cross-attention of many layers; parameter gradients accumulated.
 // KvCache: incremental causal self-attention (decoding) — new positions' k, v are appended and
@@ -42,14 +42,21 @@ struct MultiHeadAttention {
         Buffer q;      // [B, Tq, D]
         Buffer k, v;   // [B, Tk, D]
         Buffer probs;  // [B, H, Tq, Tk] (plain path)
-        Buffer lse;    // [B, H, Tq] (fused path: probabilities are recomputed in backward)
+        Buffer stats;  // [B, H, Tq, 2] (fused path: the probabilities are recomputed from these)
         Buffer o;      // [B, Tq, D], heads side by side: the input of out_proj
         bool cross = false;
         bool fused = false;
-        // The fused backward needs the mask again: its arrays, copied, and the mask pointing at them.
+        // The fused backward needs the mask again: its arrays, copied, and its other fields (the
+        // pointers are set from the copies when backward runs, so a copied Saved stays valid).
         std::vector<std::int32_t> key_keep;
         Buffer additive;
         AttentionMask<T> mask;
+        AttentionMask<T> saved_mask() const {
+            AttentionMask<T> m = mask;
+            m.key_keep = key_keep.empty() ? nullptr : key_keep.data();
+            m.additive = additive.numel() == 0 ? nullptr : additive.data();
+            return m;
+        }
     };
     /// Keys and values of the positions decoded so far, for incremental self-attention.
     struct KvCache {
@@ -115,9 +122,9 @@ struct MultiHeadAttention {
             for (Buffer* t : {&s->k, &s->v}) t->resize(Shape{Bn, Tk, D});
             s->fused = be.fused_attention();
             if (s->fused) {
-                s->lse.resize(Shape{Bn, config.heads, Tq});
+                s->stats.resize(Shape{Bn, config.heads, Tq, 2});
                 keep_mask(be, mask, Bn, Tq, Tk, *s);
-                p = s->lse.view();
+                p = s->stats.view();
             } else {
                 s->probs.resize(Shape{Bn, config.heads, Tq, Tk});
                 p = s->probs.view();
@@ -146,8 +153,8 @@ struct MultiHeadAttention {
         out_proj.backward_from(be, s.o.view(), {}, d_y, d_o, mode);
         auto d_q = sc.tensor({Bn, Tq, D}), d_k = sc.tensor({Bn, Tk, D}), d_v = sc.tensor({Bn, Tk, D});
         if (s.fused)
-            be.attention_backward(s.q.data(), s.k.data(), s.v.data(), Tk * D, Bn, H, Tq, Tk, dh, scale(), s.mask,
-                                  s.o.data(), d_o.data(), s.lse.data(), d_q.data(), d_k.data(), d_v.data());
+            be.attention_backward(s.q.data(), s.k.data(), s.v.data(), Tk * D, Bn, H, Tq, Tk, dh, scale(), s.saved_mask(),
+                                  s.o.data(), d_o.data(), s.stats.data(), d_q.data(), d_k.data(), d_v.data());
         else
             plain_attention_backward(be, s, d_o, d_q, d_k, d_v);
         q_proj.backward_from(be, s.x.view(), {}, d_q, d_x, mode, d_x_accumulate);
@@ -186,15 +193,15 @@ private:
     // Copies the mask's arrays into s (key_keep stays in host memory, as the op set takes it).
     static void keep_mask(B& be, const AttentionMask<T>& mask, index_t Bn, index_t Tq, index_t Tk, Saved& s) {
         s.mask = mask;
-        if (mask.key_keep) {
-            s.key_keep.assign(mask.key_keep, mask.key_keep + Bn * Tk);
-            s.mask.key_keep = s.key_keep.data();
-        }
+        s.mask.key_keep = nullptr;
+        s.mask.additive = nullptr;
+        s.key_keep.clear();
+        s.additive.resize(Shape{0});
+        if (mask.key_keep) s.key_keep.assign(mask.key_keep, mask.key_keep + Bn * Tk);
         if (mask.additive) {
             const index_t stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
             s.additive.resize(Shape{stride * (Bn - 1) + Tq * Tk});
             be.copy(ConstView<T>(mask.additive, s.additive.shape()), s.additive.view());
-            s.mask.additive = s.additive.data();
             s.mask.additive_batch_stride = stride;
         }
     }
@@ -238,7 +245,8 @@ public:
 private:
     /// P = softmax(scale·q kᵀ + mask) per (batch, head); o = P v. k and v rows have stride D and
     /// batches `kv_batch_stride`; q and o are [B, Tq, D]. With the backend's fused attention `p`
-    /// receives the log-sum-exp [B, H, Tq] (or is empty), else the probabilities [B, H, Tq, Tk].
+    /// receives each query's score maximum and log-denominator [B, H, Tq, 2] (or is empty), else
+    /// the probabilities [B, H, Tq, Tk].
     void attend(B& be, const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t Bn, index_t Tq, index_t Tk,
                 const AttentionMask<T>& mask, TensorView<T> p, T* o) const {
         const index_t D = config.dim, H = config.heads, dh = head_dim();

@@ -124,16 +124,17 @@ public:
     bool fused_attention() const { return fused_attention_; }
     void set_fused_attention(bool on) { fused_attention_ = on; }
     /// o = softmax(scale·q kᵀ + mask) v per (batch, head), online (cpu/attention.hpp). q, o:
-    /// [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_batch_stride; lse [B, H, Tq] or null.
+    /// [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_batch_stride; stats [B, H, Tq, 2] (each
+    /// query's score maximum and log-denominator, for the backward) or null.
     void attention_forward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H, index_t Tq,
-                           index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, T* o, T* lse) {
-        cpu::attention_forward<T>(threads_, q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, mask, o, lse);
+                           index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, T* o, T* stats) {
+        cpu::attention_forward<T>(threads_, q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, mask, o, stats);
     }
-    /// d_q [B, Tq, H·dh], d_k, d_v [B, Tk, H·dh] assigned, from the forward's o and lse.
+    /// d_q [B, Tq, H·dh], d_k, d_v [B, Tk, H·dh] assigned, from the forward's o and stats.
     void attention_backward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H,
                             index_t Tq, index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, const T* o,
-                            const T* d_o, const T* lse, T* d_q, T* d_k, T* d_v) {
-        cpu::attention_backward<T>(threads_, q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, mask, o, d_o, lse, d_q,
+                            const T* d_o, const T* stats, T* d_q, T* d_k, T* d_v) {
+        cpu::attention_backward<T>(threads_, q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, mask, o, d_o, stats, d_q,
                                    d_k, d_v);
     }
 

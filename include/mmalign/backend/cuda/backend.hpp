@@ -227,10 +227,10 @@ public:
     /// semantics of cpu/attention.hpp) instead of gemm + attention_softmax + gemm.
     bool fused_attention() const { return fused_attention_; }
     void set_fused_attention(bool on) { fused_attention_ = on; }
-    /// q, o: [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_batch_stride; lse [B, H, Tq] or
+    /// q, o: [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_batch_stride; stats [B, H, Tq, 2] or
     /// null. Head widths up to 128. mask.key_keep is host memory, mask.additive device memory.
     void attention_forward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H, index_t Tq,
-                           index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, T* o, T* lse) {
+                           index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, T* o, T* stats) {
         check_head_dim(dh);
         if (B * H * Tq == 0) return;
         auto sc = scope();
@@ -238,13 +238,13 @@ public:
         cuda::kernels::attention_forward_kernel<T>
             <<<cuda::kernels::warp_row_blocks(B * H * Tq), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
                stream_>>>(q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset,
-                          mask.additive, additive_stride(mask, Tq, Tk), o, lse);
+                          mask.additive, additive_stride(mask, Tq, Tk), o, stats);
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
     }
-    /// d_q [B, Tq, H·dh], d_k, d_v [B, Tk, H·dh] assigned, from the forward's o and lse.
+    /// d_q [B, Tq, H·dh], d_k, d_v [B, Tk, H·dh] assigned, from the forward's o and stats.
     void attention_backward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H,
                             index_t Tq, index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, const T* o,
-                            const T* d_o, const T* lse, T* d_q, T* d_k, T* d_v) {
+                            const T* d_o, const T* stats, T* d_q, T* d_k, T* d_v) {
         check_head_dim(dh);
         if (B * H == 0 || dh == 0) return;
         auto sc = scope();
@@ -255,13 +255,13 @@ public:
         if (Tq > 0) {
             cuda::kernels::attention_backward_dq_kernel<T><<<cuda::kernels::warp_row_blocks(B * H * Tq), threads, 0, stream_>>>(
                 q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset, mask.additive,
-                add_stride, o, d_o, lse, d_q, delta);
+                add_stride, o, d_o, stats, d_q, delta);
             MMALIGN_CUDA_CHECK_LAUNCH(stream_);
         }
         if (Tk > 0) {
             cuda::kernels::attention_backward_dkv_kernel<T><<<cuda::kernels::warp_row_blocks(B * H * Tk), threads, 0, stream_>>>(
                 q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset, mask.additive,
-                add_stride, d_o, lse, delta, d_k, d_v);
+                add_stride, d_o, stats, delta, d_k, d_v);
             MMALIGN_CUDA_CHECK_LAUNCH(stream_);
         }
     }

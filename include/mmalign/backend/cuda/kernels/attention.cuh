@@ -1,6 +1,6 @@
 // mmalign/backend/cuda/kernels/attention.cuh — fused attention, forward and backward, with the
 // semantics and formulas of backend/cpu/attention.hpp (online softmax; backward recomputes
-// P_ij = e^{s_ij − lse_i}):
+// P_ij = e^{(s_ij − m_i) − ℓ_i} from each query's score maximum m_i and log-denominator ℓ_i):
 //   forward:   one warp per (b, h, query i): walks the visible keys, keeps the running maximum,
 //              denominator and Σ p·v (each lane holds head dimensions lane, lane + 32, ...)
 //   backward:  D_i = d_o_i·o_i and d_q (one warp per query), then d_k, d_v (one warp per key,
@@ -47,12 +47,13 @@ __device__ __forceinline__ T warp_dot(const T* a, const T* b, index_t dh, int la
     return warp_sum(s);
 }
 
-/// q, o: [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_stride; lse: [B, H, Tq] or null.
+/// q, o: [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_stride; stats: [B, H, Tq, 2] (m_i, ℓ_i)
+/// or null.
 template <class T>
 __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B, index_t H,
                                          index_t Tq, index_t Tk, index_t dh, T scale, const std::int32_t* key_keep,
                                          bool causal, index_t causal_offset, const T* additive, index_t add_stride, T* o,
-                                         T* lse) {
+                                         T* stats) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tq;
     const T neg_inf = -INFINITY;
@@ -91,7 +92,11 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, ind
             const index_t d = lane + t * warp_size;
             if (d < dh) oi[d] = acc[t] * inv;
         }
-        if (lse && lane == 0) lse[(b * H + h) * Tq + i] = l > T(0) ? m + logf(l) : neg_inf;
+        if (stats && lane == 0) {
+            T* st = stats + 2 * ((b * H + h) * Tq + i);
+            st[0] = l > T(0) ? m : neg_inf;
+            st[1] = l > T(0) ? logf(l) : T(0);
+        }
     }
 }
 
@@ -101,7 +106,7 @@ __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v,
                                              index_t H, index_t Tq, index_t Tk, index_t dh, T scale,
                                              const std::int32_t* key_keep, bool causal, index_t causal_offset,
                                              const T* additive, index_t add_stride, const T* o, const T* d_o,
-                                             const T* lse, T* d_q, T* delta) {
+                                             const T* stats, T* d_q, T* delta) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tq;
     const T neg_inf = -INFINITY;
@@ -110,11 +115,11 @@ __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v,
         const index_t at = (b * Tq + i) * D + h * dh;
         const T* qi = q + at;
         const T* gi = d_o + at;
-        const T li = lse[(b * H + h) * Tq + i];
+        const T mi = stats[2 * ((b * H + h) * Tq + i)], li = stats[2 * ((b * H + h) * Tq + i) + 1];
         const T Di = warp_dot(gi, o + at, dh, lane);
         if (lane == 0) delta[(b * H + h) * Tq + i] = Di;
         T acc[dims_per_lane] = {};
-        if (li != neg_inf) {
+        if (mi != neg_inf) {
             const T* kb = k + b * kv_stride + h * dh;
             const T* vb = v + b * kv_stride + h * dh;
             const DeviceMaskRow<T> mr = device_mask_row(b, i, Tk, key_keep, causal, causal_offset, additive, add_stride);
@@ -122,7 +127,7 @@ __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v,
                 if (!mr.visible(j)) continue;
                 const T* kj = kb + j * D;
                 const T s = scale * warp_dot(qi, kj, dh, lane) + (mr.add ? mr.add[j] : T(0));
-                const T p = expf(s - li);
+                const T p = expf((s - mi) - li);
                 if (p == T(0)) continue;
                 const T ds = p * (warp_dot(gi, vb + j * D, dh, lane) - Di);
 #pragma unroll
@@ -146,7 +151,7 @@ template <class T>
 __global__ void attention_backward_dkv_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B,
                                               index_t H, index_t Tq, index_t Tk, index_t dh, T scale,
                                               const std::int32_t* key_keep, bool causal, index_t causal_offset,
-                                              const T* additive, index_t add_stride, const T* d_o, const T* lse,
+                                              const T* additive, index_t add_stride, const T* d_o, const T* stats,
                                               const T* delta, T* d_k, T* d_v) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tk;
@@ -160,14 +165,14 @@ __global__ void attention_backward_dkv_kernel(const T* q, const T* k, const T* v
         // Causal: query i sees key j when j ≤ i + offset, i.e. from i = j − offset on.
         const index_t i0 = causal ? max(index_t(0), j - causal_offset) : 0;
         for (index_t i = kept ? i0 : Tq; i < Tq; ++i) {
-            const T li = lse[(b * H + h) * Tq + i];
-            if (li == neg_inf) continue;
+            const T mi = stats[2 * ((b * H + h) * Tq + i)], li = stats[2 * ((b * H + h) * Tq + i) + 1];
+            if (mi == neg_inf) continue;
             const index_t at = (b * Tq + i) * D + h * dh;
             const T* qi = q + at;
             const T* gi = d_o + at;
             const T* add = additive ? additive + b * add_stride + i * Tk : nullptr;
             const T s = scale * warp_dot(qi, kj, dh, lane) + (add ? add[j] : T(0));
-            const T p = expf(s - li);
+            const T p = expf((s - mi) - li);
             if (p == T(0)) continue;
             const T ds = p * (warp_dot(gi, vj, dh, lane) - delta[(b * H + h) * Tq + i]);
 #pragma unroll
