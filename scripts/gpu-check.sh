@@ -4,10 +4,12 @@
 # in deps/ (scripts/vendor-deps.sh, run where the Debian packages are):
 #   1. configure (Release, sm_90, CMAKE_PREFIX_PATH=deps) and build the CUDA tests and bench_gpu
 #   2. run the CUDA tests (they fail, not skip, when no device is visible)
-#   3. compute-sanitizer memcheck over test_cuda_ops, when compute-sanitizer exists
+#   3. compute-sanitizer memcheck over test_cuda_ops and the fused-attention module case, when
+#      compute-sanitizer exists
 #   4. bench_gpu (gemm vs cuBLAS; cuBLAS bf16 peak; ViT-B/32- and ViT-L/14-sized encoder forwards,
-#      plain and fused attention), then benchmarks/torch/gpu_vit.py when `import torch` works;
-#      the CLIP training step (bench_train_clip_gpu, benchmarks/torch/train_clip.py --device cuda)
+#      plain and fused attention); the CLIP training step (bench_train_clip_gpu, and
+#      benchmarks/torch/train_clip.py --device cuda); then benchmarks/torch/gpu_vit.py when
+#      `import torch` works (torch.compile last, with whatever time is left)
 #   5. a summary table (last lines of the output)
 # Logs go to $OUT when it is set (else to <build>/gpu-check), 9 files at most. Every step runs
 # even when an earlier optional one failed; the exit status is 1 if the build, a test, the
@@ -116,26 +118,6 @@ r=$?
 record "bench_gpu" "$([ $r -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "exit $r"
 [ $r -ne 0 ] && { overall=1; tail -20 "$logs/bench.log"; }
 
-t=$(date +%s)
-: > "$logs/torch.log"
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  remaining=$(left)
-  if [ "$remaining" -lt 60 ]; then
-    record "torch gpu_vit.py" "skipped" 0 "time budget"
-  else
-    compile_budget=$(( remaining - 90 ))
-    [ $compile_budget -lt 0 ] && compile_budget=0
-    [ $compile_budget -gt 150 ] && compile_budget=150
-    PYTHONUNBUFFERED=1 timeout $(( remaining - 10 )) python3 benchmarks/torch/gpu_vit.py \
-      --compile-budget "$compile_budget" > "$logs/torch.log" 2>&1
-    r=$?
-    record "torch gpu_vit.py" "$([ $r -eq 0 ] && echo ok || echo "exit $r")" $(( $(date +%s) - t )) \
-      "compile budget ${compile_budget}s"
-  fi
-else
-  record "torch gpu_vit.py" "skipped" 0 "no torch with CUDA"
-fi
-
 # ---- 4b. CLIP training step: mmalign (CUDA) vs PyTorch (CUDA), same weights and batches ----------
 # Each run must exit 0 and print its JSON line; a run's time limit is what the budget has left.
 t=$(date +%s)
@@ -170,6 +152,27 @@ else
     record "train step" "FAILED" $(( $(date +%s) - t )) "prepare failed"
     overall=1
   fi
+fi
+
+# ---- 4c. PyTorch side of the encoder rows (torch.compile gets what the budget has left) --------
+t=$(date +%s)
+: > "$logs/torch.log"
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  remaining=$(left)
+  if [ "$remaining" -lt 60 ]; then
+    record "torch gpu_vit.py" "skipped" 0 "time budget"
+  else
+    compile_budget=$(( remaining - 90 ))
+    [ $compile_budget -lt 0 ] && compile_budget=0
+    [ $compile_budget -gt 150 ] && compile_budget=150
+    PYTHONUNBUFFERED=1 timeout $(( remaining - 10 )) python3 benchmarks/torch/gpu_vit.py \
+      --compile-budget "$compile_budget" > "$logs/torch.log" 2>&1
+    r=$?
+    record "torch gpu_vit.py" "$([ $r -eq 0 ] && echo ok || echo "exit $r")" $(( $(date +%s) - t )) \
+      "compile budget ${compile_budget}s"
+  fi
+else
+  record "torch gpu_vit.py" "skipped" 0 "no torch with CUDA"
 fi
 
 # ---- 5. summary ----------------------------------------------------------------------------
