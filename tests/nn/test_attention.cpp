@@ -192,7 +192,7 @@ AttentionRun run_attention(Mha& m, bool fused, const Tensor<double>& x, const Te
 
 }  // namespace
 
-TEST_CASE("fused attention (online softmax, log-sum-exp saved) equals the plain path forward and backward for every mask") {
+TEST_CASE("fused attention (online softmax, row statistics saved) equals the plain path forward and backward for every mask") {
     const index_t B = 2, Tq = 5, Tk = 7, D = 8;
     Tensor<double> x = test::random_tensor({B, Tq, D}, 30), c = test::random_tensor({B, Tk, 6}, 31);
     Tensor<double> r = test::random_tensor({B, Tq, D}, 32);
