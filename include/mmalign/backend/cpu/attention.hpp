@@ -47,6 +47,7 @@ MaskRow<T> mask_row(const AttentionMask<T>& mask, index_t b, index_t i, index_t 
 template <class T>
 T dot(const T* a, const T* b, index_t n) {
     T s = 0;
+#pragma omp simd reduction(+ : s)
     for (index_t d = 0; d < n; ++d) s += a[d] * b[d];
     return s;
 }
