@@ -47,7 +47,9 @@ MaskRow<T> mask_row(const AttentionMask<T>& mask, index_t b, index_t i, index_t 
 template <class T>
 T dot(const T* a, const T* b, index_t n) {
     T s = 0;
+#if defined(_OPENMP) && !defined(__CUDACC__)
 #pragma omp simd reduction(+ : s)
+#endif
     for (index_t d = 0; d < n; ++d) s += a[d] * b[d];
     return s;
 }
