@@ -73,41 +73,43 @@ TEST_CASE("CLIP loads HF configs: every field the towers use, and the top-level 
     CHECK(c.text.max_position_embeddings == 12);
 }
 
-TEST_CASE("CLIP reproduces HF CLIPModel outputs (features, embeddings, logits, both towers) to 1e-5") {
-    for (const char* name : {"tiny_quick_gelu", "odd_grid_gelu", "single_head_relu"}) {
-        CAPTURE(name);
-        Loaded l = load(name);
-        auto exp = io::SafetensorsFile::open(fixtures + name + "/expected.safetensors");
-        Tensor<float> pixels = exp.read<float>("pixel_values");
-        const std::vector<std::int32_t> ids = as_ids(exp.read<float>("input_ids"));
-        const std::vector<std::int32_t> mask = as_ids(exp.read<float>("attention_mask"));
-        const index_t Bi = pixels.dim(0), Bt = exp.shape("input_ids")[0], Tn = exp.shape("input_ids")[1];
-        Be be({.threads = 2});
+TEST_CASE("CLIP reproduces HF CLIPModel outputs (features, embeddings, logits, both towers) to 1e-5, plain and fused attention") {
+    for (bool fused : {false, true})
+        for (const char* name : {"tiny_quick_gelu", "odd_grid_gelu", "single_head_relu"}) {
+            CAPTURE(name);
+            CAPTURE(fused);
+            Loaded l = load(name);
+            auto exp = io::SafetensorsFile::open(fixtures + name + "/expected.safetensors");
+            Tensor<float> pixels = exp.read<float>("pixel_values");
+            const std::vector<std::int32_t> ids = as_ids(exp.read<float>("input_ids"));
+            const std::vector<std::int32_t> mask = as_ids(exp.read<float>("attention_mask"));
+            const index_t Bi = pixels.dim(0), Bt = exp.shape("input_ids")[0], Tn = exp.shape("input_ids")[1];
+            Be be({.threads = 2, .fused_attention = fused});
 
-        auto out = l.model.forward(be, pixels.view(), ids, mask, Bt);
-        CHECK(worst_diff("image_embeds", out.image_embeds.view(), exp.read<float>("image_embeds").view()) <= 1e-5);
-        CHECK(worst_diff("text_embeds", out.text_embeds.view(), exp.read<float>("text_embeds").view()) <= 1e-5);
-        CHECK(worst_diff("logits_per_image", out.logits_per_image.view(), exp.read<float>("logits_per_image").view()) <= 1e-5);
-        CHECK(worst_diff("logits_per_text", out.logits_per_text.view(), exp.read<float>("logits_per_text").view()) <= 1e-5);
+            auto out = l.model.forward(be, pixels.view(), ids, mask, Bt);
+            CHECK(worst_diff("image_embeds", out.image_embeds.view(), exp.read<float>("image_embeds").view()) <= 1e-5);
+            CHECK(worst_diff("text_embeds", out.text_embeds.view(), exp.read<float>("text_embeds").view()) <= 1e-5);
+            CHECK(worst_diff("logits_per_image", out.logits_per_image.view(), exp.read<float>("logits_per_image").view()) <= 1e-5);
+            CHECK(worst_diff("logits_per_text", out.logits_per_text.view(), exp.read<float>("logits_per_text").view()) <= 1e-5);
 
-        const index_t E = l.model.config.projection_dim, Dv = l.model.config.vision.hidden, Dt = l.model.config.text.hidden;
-        Tensor<float> fi(Shape{Bi, E}), ft(Shape{Bt, E});
-        l.model.image_features(be, pixels.view(), fi.view());
-        l.model.text_features(be, ids, mask, Bt, ft.view());
-        CHECK(worst_diff("image_features", fi.view(), exp.read<float>("image_features").view()) <= 1e-5);
-        CHECK(worst_diff("text_features", ft.view(), exp.read<float>("text_features").view()) <= 1e-5);
+            const index_t E = l.model.config.projection_dim, Dv = l.model.config.vision.hidden, Dt = l.model.config.text.hidden;
+            Tensor<float> fi(Shape{Bi, E}), ft(Shape{Bt, E});
+            l.model.image_features(be, pixels.view(), fi.view());
+            l.model.text_features(be, ids, mask, Bt, ft.view());
+            CHECK(worst_diff("image_features", fi.view(), exp.read<float>("image_features").view()) <= 1e-5);
+            CHECK(worst_diff("text_features", ft.view(), exp.read<float>("text_features").view()) <= 1e-5);
 
-        const index_t Tv = l.model.config.vision.tokens();
-        Tensor<float> vl(Shape{Bi, Tv, Dv}), vp(Shape{Bi, Dv}), tl(Shape{Bt, Tn, Dt}), tp(Shape{Bt, Dt});
-        l.model.vision_model.forward(be, pixels.view(), vl.view(), vp.view());
-        l.model.text_model.forward(be, ids, mask, Bt, tl.view(), tp.view());
-        CHECK(worst_diff("vision last_hidden_state", vl.view(), exp.read<float>("vision_last_hidden_state").view()) <= 1e-5);
-        CHECK(worst_diff("vision pooler_output", vp.view(), exp.read<float>("vision_pooler_output").view()) <= 1e-5);
-        // Padded positions of last_hidden_state are compared too: HF computes them under the same
-        // causal mask, so they are defined and must agree.
-        CHECK(worst_diff("text last_hidden_state", tl.view(), exp.read<float>("text_last_hidden_state").view()) <= 1e-5);
-        CHECK(worst_diff("text pooler_output", tp.view(), exp.read<float>("text_pooler_output").view()) <= 1e-5);
-    }
+            const index_t Tv = l.model.config.vision.tokens();
+            Tensor<float> vl(Shape{Bi, Tv, Dv}), vp(Shape{Bi, Dv}), tl(Shape{Bt, Tn, Dt}), tp(Shape{Bt, Dt});
+            l.model.vision_model.forward(be, pixels.view(), vl.view(), vp.view());
+            l.model.text_model.forward(be, ids, mask, Bt, tl.view(), tp.view());
+            CHECK(worst_diff("vision last_hidden_state", vl.view(), exp.read<float>("vision_last_hidden_state").view()) <= 1e-5);
+            CHECK(worst_diff("vision pooler_output", vp.view(), exp.read<float>("vision_pooler_output").view()) <= 1e-5);
+            // Padded positions of last_hidden_state are compared too: HF computes them under the same
+            // causal mask, so they are defined and must agree.
+            CHECK(worst_diff("text last_hidden_state", tl.view(), exp.read<float>("text_last_hidden_state").view()) <= 1e-5);
+            CHECK(worst_diff("text pooler_output", tp.view(), exp.read<float>("text_pooler_output").view()) <= 1e-5);
+        }
 }
 
 TEST_CASE("CLIP visits exactly the keys of HF's checkpoint, with HF's shapes") {

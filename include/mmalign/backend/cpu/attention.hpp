@@ -22,27 +22,10 @@
 #include <limits>
 
 #include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/backend/cpu/softmax.hpp"  // MaskRow
 #include "mmalign/core/ops.hpp"
 
 namespace mmalign::cpu {
-
-/// Where query i of batch b may look: keys [0, end) minus those key_keep hides; A's row or null.
-template <class T>
-struct MaskRow {
-    index_t end;
-    const std::int32_t* keep;
-    const T* add;
-    bool hidden(index_t j) const { return keep && keep[j] == 0; }
-};
-
-template <class T>
-MaskRow<T> mask_row(const AttentionMask<T>& mask, index_t b, index_t i, index_t Tq, index_t Tk) {
-    const index_t add_stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
-    index_t end = Tk;
-    if (mask.causal) end = std::clamp<index_t>(i + mask.causal_offset + 1, 0, Tk);
-    return {end, mask.key_keep ? mask.key_keep + b * Tk : nullptr,
-            mask.additive ? mask.additive + b * add_stride + i * Tk : nullptr};
-}
 
 template <class T>
 T dot(const T* a, const T* b, index_t n) {

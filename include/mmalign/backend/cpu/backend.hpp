@@ -20,6 +20,7 @@
 #include "mmalign/backend/cpu/l2_normalize.hpp"
 #include "mmalign/backend/cpu/layer_norm.hpp"
 #include "mmalign/backend/cpu/parallel.hpp"
+#include "mmalign/backend/cpu/patchify.hpp"
 #include "mmalign/backend/cpu/reduce.hpp"
 #include "mmalign/backend/cpu/softmax.hpp"
 #include "mmalign/core/backend.hpp"
@@ -201,30 +202,9 @@ public:
     }
 
     // ---- images -------------------------------------------------------------------------------
-    /// pixels [B, C, H, W] → patches [B, (H/P)·(W/P), C·P·P]: patch i·(W/P)+j, elements in
-    /// (c, ky, kx) order — the layout that turns a stride-P P×P convolution without bias (ViT's
-    /// patch embedding, weight [D, C, P, P]) into one product with weight viewed as [D, C·P·P].
+    /// pixels [B, C, H, W] → patches [B, (H/P)·(W/P), C·P·P] (cpu/patchify.hpp).
     void patchify(ConstView<T> pixels, index_t P, TensorView<T> patches) {
-        if (pixels.rank() != 4 || P <= 0 || pixels.dim(2) % P || pixels.dim(3) % P)
-            throw ShapeError("patchify: expected [B, C, H, W] with H and W multiples of " + std::to_string(P) +
-                             ", found " + pixels.shape().str());
-        const index_t Bn = pixels.dim(0), C = pixels.dim(1), H = pixels.dim(2), W = pixels.dim(3);
-        const index_t gh = H / P, gw = W / P, K = C * P * P;
-        if (!(patches.shape() == Shape{Bn, gh * gw, K}))
-            throw ShapeError("patchify output: expected " + Shape{Bn, gh * gw, K}.str() + ", found " + patches.shape().str());
-        const T* src = pixels.data();
-        T* dst = patches.data();
-        cpu::parallel_for(threads_, Bn * gh, gw * K, [&](index_t bi) {
-            const index_t b = bi / gh, i = bi % gh;
-            for (index_t j = 0; j < gw; ++j) {
-                T* out = dst + ((b * gh + i) * gw + j) * K;
-                for (index_t c = 0; c < C; ++c)
-                    for (index_t ky = 0; ky < P; ++ky) {
-                        const T* row = src + ((b * C + c) * H + i * P + ky) * W + j * P;
-                        std::copy(row, row + P, out + (c * P + ky) * P);
-                    }
-            }
-        });
+        cpu::patchify<T>(threads_, pixels, P, patches);
     }
 
     // ---- losses and normalised embeddings -----------------------------------------------------

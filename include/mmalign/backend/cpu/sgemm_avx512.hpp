@@ -82,7 +82,7 @@ MMALIGN_AVX512_INLINE void transpose16(const float* src, index_t lds, index_t ro
         r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(hi0, hi1));
         r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(hi0, hi1));
     }
-    const __mmask16 keep = static_cast<__mmask16>(rows >= 16 ? 0xFFFF : (1u << rows) - 1);
+    const __mmask16 keep = tail_mask(rows);
     for (int e = 0; e < 4; ++e) {
         const __m512 x0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x44);
         const __m512 x1 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xEE);
@@ -115,8 +115,7 @@ MMALIGN_AVX512_OUTLINE void pack_b(Trans tb, const float* b, index_t ldb, index_
         float* panel = bp + j * kc;
         if (tb == Trans::N) {
             const float* src = b + pc * ldb + jc + j;
-            const __mmask16 m0 = static_cast<__mmask16>(w >= 16 ? 0xFFFF : (1u << w) - 1);
-            const __mmask16 m1 = static_cast<__mmask16>(w >= 32 ? 0xFFFF : w > 16 ? (1u << (w - 16)) - 1 : 0);
+            const __mmask16 m0 = tail_mask(w), m1 = tail_mask(w - 16);
             for (index_t p = 0; p < kc; ++p) {
                 _mm512_store_ps(panel + p * NR, _mm512_maskz_loadu_ps(m0, src + p * ldb));
                 _mm512_store_ps(panel + p * NR + 16, _mm512_maskz_loadu_ps(m1, src + p * ldb + 16));
@@ -171,8 +170,7 @@ MMALIGN_AVX512_OUTLINE void micro_kernel(index_t kc, const float* ap, const floa
         bp += NR;
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const __mmask16 m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
-    const __mmask16 m1 = static_cast<__mmask16>(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
+    const __mmask16 m0 = tail_mask(cols), m1 = tail_mask(cols - 16);
     MMALIGN_UNROLL_ROWS
     for (int r = 0; r < ROWS; ++r) {
         float* cr = c + r * ldc;

@@ -15,17 +15,34 @@
 
 namespace mmalign::cpu {
 
+/// Where query i of batch b may look: keys [0, end) minus those key_keep hides; A's row or null.
+template <class T>
+struct MaskRow {
+    index_t end;
+    const std::int32_t* keep;
+    const T* add;
+    bool hidden(index_t j) const { return keep && keep[j] == 0; }
+};
+
+template <class T>
+MaskRow<T> mask_row(const AttentionMask<T>& mask, index_t b, index_t i, index_t Tq, index_t Tk) {
+    const index_t add_stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
+    index_t end = Tk;
+    if (mask.causal) end = std::clamp<index_t>(i + mask.causal_offset + 1, 0, Tk);
+    return {end, mask.key_keep ? mask.key_keep + b * Tk : nullptr,
+            mask.additive ? mask.additive + b * add_stride + i * Tk : nullptr};
+}
+
 template <class T>
 void attention_softmax_forward(int threads, T* s, index_t B, index_t H, index_t Tq, index_t Tk, T scale,
                                const AttentionMask<T>& mask) {
-    const index_t add_stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
     parallel_for(threads, B * H * Tq, Tk * 8, [&](index_t row) {
         const index_t b = row / (H * Tq), i = row % Tq;
         T* sr = s + row * Tk;
-        const std::int32_t* keep = mask.key_keep ? mask.key_keep + b * Tk : nullptr;
-        const T* add = mask.additive ? mask.additive + b * add_stride + i * Tk : nullptr;
-        index_t visible_end = Tk;  // causal: keys past i + offset are hidden
-        if (mask.causal) visible_end = std::clamp<index_t>(i + mask.causal_offset + 1, 0, Tk);
+        const MaskRow<T> mr = mask_row(mask, b, i, Tq, Tk);
+        const std::int32_t* keep = mr.keep;
+        const T* add = mr.add;
+        const index_t visible_end = mr.end;
         T mx = -std::numeric_limits<T>::infinity();
 #if MMALIGN_AVX512
         if constexpr (std::is_same_v<T, float>)

@@ -130,8 +130,9 @@ MMALIGN_AVX512_INLINE __m512 activate_derivative_ps(Activation a, __m512 x, __m5
     }
 }
 
+/// Lanes of a 16-float vector that hold one of `left` remaining elements (none when left ≤ 0).
 inline __mmask16 tail_mask(index_t left) {
-    return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
+    return static_cast<__mmask16>(left >= 16 ? 0xFFFF : left <= 0 ? 0 : (1u << left) - 1);
 }
 
 /// y[0..n) = f(x[0..n)); y may alias x.

@@ -31,6 +31,7 @@
 
 #include "mmalign/backend/cpu/cross_entropy.hpp"  // CrossEntropyResult, shared by every backend
 #include "mmalign/backend/cpu/embedding.hpp"      // check_ids: the same message on every backend
+#include "mmalign/backend/cpu/patchify.hpp"       // check_patchify: likewise
 #include "mmalign/backend/cuda/arena.hpp"
 #include "mmalign/backend/cuda/device_tensor.hpp"
 #include "mmalign/backend/cuda/error.hpp"
@@ -382,14 +383,9 @@ public:
     /// pixels [B, C, H, W] → patches [B, (H/P)·(W/P), C·P·P], patch i·(W/P)+j, elements in
     /// (c, ky, kx) order (CpuBackend::patchify).
     void patchify(ConstView<T> pixels, index_t P, TensorView<T> patches) {
-        if (pixels.rank() != 4 || P <= 0 || pixels.dim(2) % P || pixels.dim(3) % P)
-            throw ShapeError("patchify: expected [B, C, H, W] with H and W multiples of " + std::to_string(P) +
-                             ", found " + pixels.shape().str());
-        const index_t Bn = pixels.dim(0), C = pixels.dim(1), H = pixels.dim(2), W = pixels.dim(3);
-        const index_t gh = H / P, gw = W / P, K = C * P * P;
-        if (!(patches.shape() == Shape{Bn, gh * gw, K}))
-            throw ShapeError("patchify output: expected " + Shape{Bn, gh * gw, K}.str() + ", found " + patches.shape().str());
-        launch_pointwise(patches.numel(), cuda::kernels::patchify_kernel<T>, pixels.data(), Bn, C, H, W, P, patches.data());
+        const cpu::PatchGrid g = cpu::check_patchify<T>(pixels, P, patches);
+        launch_pointwise(patches.numel(), cuda::kernels::patchify_kernel<T>, pixels.data(), g.batch, g.channels,
+                         g.height, g.width, P, patches.data());
     }
 
     // ---- losses and normalised embeddings -----------------------------------------------------
