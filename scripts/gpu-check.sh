@@ -11,7 +11,7 @@
 #      benchmarks/torch/train_clip.py --device cuda); then benchmarks/torch/gpu_vit.py when
 #      `import torch` works (torch.compile last, with whatever time is left)
 #   5. a summary table (last lines of the output)
-# Logs go to $OUT when it is set (else to <build>/gpu-check), 9 files at most. Every step runs
+# Logs go to $OUT when it is set (else to <build>/gpu-check), 8 files at most (what $OUT returns). Every step runs
 # even when an earlier optional one failed; the exit status is 1 if the build, a test, the
 # sanitizer or a benchmark check failed. Optional steps (memcheck, torch.compile) are cut short
 # or skipped as the time budget (GPU_CHECK_BUDGET, 380 s) runs out, so the whole script stays
@@ -60,7 +60,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   >> "$logs/build.log" 2>&1
 rc=$?
 if [ $rc -eq 0 ]; then
-  cmake --build "$build" -j "$jobs" --target test_cuda_ops test_cuda_modules bench_gpu bench_train_clip \
+  cmake --build "$build" -j "$jobs" --target test_cuda_ops test_cuda_modules test_cuda_half bench_gpu bench_train_clip \
     bench_train_clip_gpu >> "$logs/build.log" 2>&1
   rc=$?
 fi
@@ -75,12 +75,14 @@ fi
 t=$(date +%s)
 tests_summary=""
 tests_rc=0
-for name in test_cuda_ops test_cuda_modules; do
-  MMALIGN_REQUIRE_CUDA=1 timeout 300 "$build/tests/cuda/$name" --duration=true > "$logs/$name.log" 2>&1
+: > "$logs/tests.log"
+for name in test_cuda_ops test_cuda_modules test_cuda_half; do
+  MMALIGN_REQUIRE_CUDA=1 timeout 300 "$build/tests/cuda/$name" --duration=true > "$build/$name.log" 2>&1
   r=$?
+  { echo "==== $name (exit $r)"; cat "$build/$name.log"; } >> "$logs/tests.log"  # one file: $OUT returns 8
   [ $r -ne 0 ] && tests_rc=1
-  tests_summary+="$name: $(grep -E '^\[doctest\] test cases:' "$logs/$name.log" | sed 's/\[doctest\] //') (exit $r); "
-  [ $r -ne 0 ] && grep -E -B2 -A12 "ERROR|FATAL|error:" "$logs/$name.log" | head -80
+  tests_summary+="$name: $(grep -E '^\[doctest\] test cases:' "$build/$name.log" | sed 's/\[doctest\] //') (exit $r); "
+  [ $r -ne 0 ] && grep -E -B2 -A12 "ERROR|FATAL|error:" "$build/$name.log" | head -80
 done
 record "CUDA tests" "$([ $tests_rc -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "$tests_summary"
 [ $tests_rc -ne 0 ] && overall=1
@@ -137,11 +139,11 @@ else
     else echo "FAILED (exit $r): $*" >> "$logs/train.err"; train_ok=0; fi
   }
   if "$build/benchmarks/bench_train_clip" prepare --dir "$tdir" --steps 30 --synthetic > "$logs/train.err" 2>&1; then
-    for args in "" "--tf32" "--fused-attention"; do
+    for args in "" "--tf32" "--fused-attention" "--bf16" "--bf16 --fused-attention"; do
       train_run "$build/benchmarks/gpu/bench_train_clip_gpu" --dir "$tdir" $args
     done
     if python3 -c 'import torch, transformers, safetensors, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-      for args in "" "--tf32"; do
+      for args in "" "--tf32" "--bf16"; do
         train_run python3 benchmarks/torch/train_clip.py --dir "$tdir" --device cuda $args
       done
     fi
@@ -197,7 +199,7 @@ fi
                printf "%-7s %-6s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", p[1], p[2], p[3], f(m), f(mf), f(e), f(sd), f(c),
                  r(best, e), r(best, sd), r(best, c) } }'
   grep -E "RESULT gemm-bf16" "$logs/bench.log" | awk '{ printf "cuBLAS bf16 gemm peak (n=8192): %.1f TFLOP/s\n", $6 / 1000 }'
-  grep -E "vitl14 b=256 (fp32|tf32).*TFLOP/s" "$logs/bench.log"
+  grep -E "vitl14 b=256 (fp32|tf32|bf16).*TFLOP/s" "$logs/bench.log"
   grep -E "CHECK FAILED|output vs fp32 plain" "$logs/bench.log"
   echo
   echo "== CLIP training step (the Fashion-MNIST model, batch 256, synthetic batches), steps/s"
@@ -207,14 +209,17 @@ nan = float("nan")
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 for r in runs:  # nlohmann::json writes a non-finite loss as null
     r["losses"] = [nan if x is None else float(x) for x in r.get("losses") or [nan]]
-torch_fp32 = next((r for r in runs if r["impl"] == "pytorch-cuda" and not r.get("tf32")), None)
-print(f"{'impl':<20} {'prec':<5} {'steps/s':>9} {'vs torch fp32':>14} {'final loss':>11} {'max |loss diff|':>16}")
+prec = lambda r: r.get("precision") or ("tf32" if r.get("tf32") else "fp32")
+torch_runs = {prec(r): r for r in runs if r["impl"] == "pytorch-cuda"}
+torch_fp32 = torch_runs.get("fp32")
+print(f"{'impl':<20} {'prec':<5} {'steps/s':>9} {'vs torch same prec':>19} {'final loss':>11} {'max |loss diff| vs torch fp32':>30}")
 for r in runs:
-    ratio = r["steps_per_s"] / torch_fp32["steps_per_s"] if torch_fp32 else nan
+    same = torch_runs.get(prec(r))
+    ratio = r["steps_per_s"] / same["steps_per_s"] if same else nan
     diffs = [abs(a - b) for a, b in zip(r["losses"], torch_fp32["losses"])] if torch_fp32 else [nan]
     diff = nan if any(d != d for d in diffs) else max(diffs)
-    print(f"{r['impl']:<20} {'tf32' if r.get('tf32') else 'fp32':<5} {r['steps_per_s']:9.1f} {ratio:14.2f} "
-          f"{r['losses'][-1]:11.5f} {diff:16.2e}")
+    print(f"{r['impl']:<20} {prec(r):<5} {r['steps_per_s']:9.1f} {ratio:19.2f} "
+          f"{r['losses'][-1]:11.5f} {diff:30.2e}")
 PY
   echo
   echo "== steps (total $(elapsed) s)"

@@ -10,12 +10,14 @@
 //     layers, D = 1024, H = 16, MLP 4096, T = 257; label "vitl14"), quick_gelu, built as
 //     TransformerStack<CudaBackend<float>, PreNorm>, at batch 1, 32 and 256, fp32 and TF32, each
 //     with the plain attention path and with the fused attention kernels, in sequences per
-//     second. benchmarks/torch/gpu_vit.py runs the same stacks in PyTorch.
+//     second; then the same weights rounded into TransformerStack<CudaBackend<bfloat16>, PreNorm>
+//     (bf16 storage, fp32 accumulation; label "bf16"). benchmarks/torch/gpu_vit.py runs the same
+//     stacks in PyTorch.
 // Timing: CUDA events around each call on the backend's stream, after warm-up calls; the median
 // of the repetitions counts. Inputs and weights are random (never zeros). Every product is
 // checked (mmalign against cuBLAS, both against double-precision dot products at sampled
 // entries) and the encoder's output must be finite, with TF32 close to fp32 and fused attention
-// equal to the plain path (1e-5 relative norm in fp32); the program exits 1
+// equal to the plain path (1e-5 relative norm in fp32; bf16 within 5e-2 of fp32); the program exits 1
 // if a check fails. Output: one "RESULT" line per measurement (parsed by scripts/gpu-check.sh),
 // then a table.
 //
@@ -240,8 +242,20 @@ struct VitShape {
 constexpr VitShape vit_b32{"vit", 12, 768, 12, 3072, 50};
 constexpr VitShape vit_l14{"vitl14", 24, 1024, 16, 4096, 257};
 
+double relative_difference(const mmalign::Tensor<float>& out, const mmalign::Tensor<float>& ref) {
+    double d2 = 0, r2 = 0;
+    for (index_t i = 0; i < out.numel(); ++i) {
+        const double d = double(out.data()[i]) - ref.data()[i];
+        d2 += d * d;
+        r2 += double(ref.data()[i]) * ref.data()[i];
+    }
+    return std::sqrt(d2 / std::max(r2, 1e-30));
+}
+
 void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tflops) {
     using Stack = mmalign::TransformerStack<Be, mmalign::PreNorm>;
+    using Be16 = mmalign::CudaBackend<mmalign::bfloat16>;
+    using Stack16 = mmalign::TransformerStack<Be16, mmalign::PreNorm>;
     const index_t L = m.layers, D = m.dim, H = m.heads, F = m.mlp, T = m.tokens;
     Stack enc({.layers = L,
                .block = {.dim = D, .heads = H, .mlp_hidden = F, .activation = mmalign::Activation::quick_gelu,
@@ -255,6 +269,22 @@ void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tfl
             for (float& v : h) v += 1.0f;
         be.from_host(mmalign::ConstView<float>(h.data(), p.value.shape()), p.value.view());
     });
+    // The same weights in bf16 storage (rounded to nearest even on the way).
+    Be16 be16;
+    Stack16 enc16({.layers = L,
+                   .block = {.dim = D, .heads = H, .mlp_hidden = F, .activation = mmalign::Activation::quick_gelu,
+                             .eps = 1e-5}});
+    {
+        std::vector<const mmalign::DeviceTensor<float>*> weights;
+        enc.visit([&](const std::string&, mmalign::BasicParameter<mmalign::DeviceTensor<float>>& p) {
+            weights.push_back(&p.value);
+        });
+        std::size_t i = 0;
+        enc16.visit([&](const std::string&, mmalign::BasicParameter<mmalign::DeviceTensor<mmalign::bfloat16>>& p) {
+            const mmalign::Tensor<float> h = weights[i++]->to_host();
+            be16.from_host(h.cview(), p.value.view());
+        });
+    }
     const double gflop_per_seq =
         L * (4.0 * 2 * T * D * D + 2.0 * 2 * T * T * D + 2.0 * 2 * T * D * F) * 1e-9;
     for (int batch : o.batches) {
@@ -262,21 +292,24 @@ void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tfl
         auto x = random_device(be, {Bn, T, D}, 7, 1.0f);
         mmalign::DeviceTensor<float> y(mmalign::Shape{Bn, T, D}), y_fp32(mmalign::Shape{Bn, T, D});
         const std::string what = std::string(m.label) + " b=" + std::to_string(batch);
+        // Times `run` on `stream`, records the RESULT line and prints the rate and share of the peak.
+        auto measure = [&](cudaStream_t stream, auto&& run, const std::string& prec, bool fused) {
+            const int reps = batch >= 256 ? std::max(3, o.reps / (T > 100 ? 4 : 2)) : o.reps;
+            const double ms = median_ms(stream, 2, reps, run);
+            const double tflops = gflop_per_seq * batch / ms;
+            result(what, prec, fused ? "mmalign-fused" : "mmalign", batch / (ms * 1e-3), "seq/s");
+            std::printf("  %s %s%s: %.3f ms per forward, %.1f TFLOP/s", what.c_str(), prec.c_str(),
+                        fused ? " fused attention" : "", ms, tflops);
+            if (bf16_peak_tflops > 0) std::printf(", %.0f%% of the cuBLAS bf16 peak", 100 * tflops / bf16_peak_tflops);
+            std::printf("\n");
+        };
         for (bool tf32 : {false, true}) {
             be.set_tf32(tf32);
             const std::string prec = tf32 ? "tf32" : "fp32";
             // Plain attention (cuBLAS + softmax kernel), then the fused kernels on the same input.
             for (bool fused : {false, true}) {
                 be.set_fused_attention(fused);
-                auto run = [&] { enc.forward(be, x.view(), {}, {}, {}, y.view()); };
-                const int reps = batch >= 256 ? std::max(3, o.reps / (T > 100 ? 4 : 2)) : o.reps;
-                const double ms = median_ms(be.stream(), 2, reps, run);
-                const double tflops = gflop_per_seq * batch / ms;
-                result(what, prec, fused ? "mmalign-fused" : "mmalign", batch / (ms * 1e-3), "seq/s");
-                std::printf("  %s %s%s: %.3f ms per forward, %.1f TFLOP/s", what.c_str(), prec.c_str(),
-                            fused ? " fused attention" : "", ms, tflops);
-                if (bf16_peak_tflops > 0) std::printf(", %.0f%% of the cuBLAS bf16 peak", 100 * tflops / bf16_peak_tflops);
-                std::printf("\n");
+                measure(be.stream(), [&] { enc.forward(be, x.view(), {}, {}, {}, y.view()); }, prec, fused);
                 const mmalign::Tensor<float> out = y.to_host();
                 for (float v : out)
                     if (!std::isfinite(v)) {
@@ -287,14 +320,7 @@ void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tfl
                     be.copy(y.view(), y_fp32.view());
                     continue;
                 }
-                const mmalign::Tensor<float> ref = y_fp32.to_host();
-                double d2 = 0, r2 = 0;
-                for (index_t i = 0; i < out.numel(); ++i) {
-                    const double d = double(out.data()[i]) - ref.data()[i];
-                    d2 += d * d;
-                    r2 += double(ref.data()[i]) * ref.data()[i];
-                }
-                const double rel = std::sqrt(d2 / std::max(r2, 1e-30));
+                const double rel = relative_difference(out, y_fp32.to_host());
                 std::printf("  %s %s%s: output vs fp32 plain, relative norm difference %.2e\n", what.c_str(), prec.c_str(),
                             fused ? " fused" : "", rel);
                 const double limit = tf32 ? 2e-2 : 1e-5;
@@ -302,6 +328,22 @@ void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tfl
                                          std::to_string(rel) + ")");
             }
         }
+        // bf16 storage, fp32 accumulation: the input rounded, the same two attention paths.
+        mmalign::DeviceTensor<mmalign::bfloat16> x16(mmalign::Shape{Bn, T, D}), y16(mmalign::Shape{Bn, T, D});
+        be16.from_host(x.to_host().cview(), x16.view());
+        const mmalign::Tensor<float> ref = y_fp32.to_host();
+        for (bool fused : {false, true}) {
+            be16.set_fused_attention(fused);
+            measure(be16.stream(), [&] { enc16.forward(be16, x16.view(), {}, {}, {}, y16.view()); }, "bf16", fused);
+            mmalign::Tensor<float> out(y16.shape());
+            be16.to_host(y16.cview(), out.view());
+            const double rel = relative_difference(out, ref);
+            std::printf("  %s bf16%s: output vs fp32 plain, relative norm difference %.2e\n", what.c_str(),
+                        fused ? " fused" : "", rel);
+            if (!(rel < 5e-2)) fail(what + " bf16" + (fused ? " fused" : "") + ": output far from fp32 plain (" +
+                                    std::to_string(rel) + ")");
+        }
+        be16.set_fused_attention(false);
     }
     be.set_tf32(false);
     be.set_fused_attention(false);

@@ -36,6 +36,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--tf32", action="store_true")
+    ap.add_argument("--bf16", action="store_true",
+                    help="forward and loss under torch.autocast(bfloat16): float weights and optimizer, bf16 products")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.device == "cuda":
@@ -61,15 +63,16 @@ def main():
         if s == 2:
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        fi = model.get_image_features(pixel_values=pixels[s])
-        ft = model.get_text_features(input_ids=ids[s], attention_mask=mask[s])
-        fi = fi if torch.is_tensor(fi) else fi.pooler_output
-        ft = ft if torch.is_tensor(ft) else ft.pooler_output
-        ni, nt = F.normalize(fi, dim=-1, eps=0.0), F.normalize(ft, dim=-1, eps=0.0)
-        scale = model.logit_scale.exp()
-        li, lt = scale * ni @ nt.t(), scale * nt @ ni.t()
-        y = soft[s]
-        loss = 0.5 * (-(y * F.log_softmax(li, 1)).sum(1).mean() - (y * F.log_softmax(lt, 1)).sum(1).mean())
+        with torch.autocast(device_type=a.device, dtype=torch.bfloat16, enabled=a.bf16):
+            fi = model.get_image_features(pixel_values=pixels[s])
+            ft = model.get_text_features(input_ids=ids[s], attention_mask=mask[s])
+            fi = fi if torch.is_tensor(fi) else fi.pooler_output
+            ft = ft if torch.is_tensor(ft) else ft.pooler_output
+            ni, nt = F.normalize(fi, dim=-1, eps=0.0), F.normalize(ft, dim=-1, eps=0.0)
+            scale = model.logit_scale.exp()
+            li, lt = scale * ni @ nt.t(), scale * nt @ ni.t()
+            y = soft[s]
+            loss = 0.5 * (-(y * F.log_softmax(li, 1)).sum(1).mean() - (y * F.log_softmax(lt, 1)).sum(1).mean())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -79,7 +82,9 @@ def main():
     secs = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     impl = "pytorch" if a.device == "cpu" else "pytorch-cuda"
-    print(json.dumps({"impl": impl, "device": a.device, "tf32": a.tf32, "threads": a.threads, "steps": steps, "batch": B,
+    precision = "bf16" if a.bf16 else "tf32" if a.tf32 else "fp32"
+    print(json.dumps({"impl": impl, "device": a.device, "tf32": a.tf32, "precision": precision, "threads": a.threads,
+                      "steps": steps, "batch": B,
                       "steps_per_s": (steps - 2) / secs, "peak_rss_mb": rss, "losses": losses,
                       "torch": torch.__version__}))
 

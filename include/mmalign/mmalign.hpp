@@ -29,6 +29,7 @@
 
 #include "mmalign/train/adamw.hpp"
 #include "mmalign/train/checkpoint.hpp"
+#include "mmalign/train/loss_scaler.hpp"
 #include "mmalign/train/gradients.hpp"
 #include "mmalign/train/progress.hpp"
 #include "mmalign/train/schedule.hpp"

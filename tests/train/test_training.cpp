@@ -14,6 +14,7 @@
 #include "mmalign/train/adamw.hpp"
 #include "mmalign/train/gradients.hpp"
 #include "mmalign/train/schedule.hpp"
+#include "support/clip_step.hpp"
 
 using namespace mmalign;
 using Be = CpuBackend<float>;
@@ -59,20 +60,8 @@ TEST_CASE("a tiny CLIP's InfoNCE gradient w.r.t. every parameter equals PyTorch 
     Tensor<float> pixels = f.read<float>("clip.pixel_values");
     const auto ids = as_ids(f.read<float>("clip.input_ids")), mask = as_ids(f.read<float>("clip.attention_mask"));
     Be be({.threads = 2});
-    const index_t N = 3, E = model.config.projection_dim;
-    Clip<Be>::ImageSaved si;
-    Clip<Be>::TextSaved st;
-    Tensor<float> fi(Shape{N, E}), ft(Shape{N, E}), d_fi(Shape{N, E}), d_ft(Shape{N, E});
-    zero_grad(model);
-    model.image_features(be, pixels.view(), fi.view(), &si);
-    model.text_features(be, ids, mask, N, ft.view(), &st);
-    SymmetricInfoNce<Be> loss;
-    SymmetricInfoNce<Be>::Saved sl;
-    auto r = loss.forward(be, fi.view(), ft.view(), model.logit_scale, sl);
-    CHECK(std::abs(r.loss - f.read<float>("clip.loss")(0)) / std::abs(f.read<float>("clip.loss")(0)) <= 1e-6);
-    loss.backward(be, sl, 1.f, d_fi.view(), d_ft.view(), model.logit_scale, GradMode::accumulate);
-    model.image_features_backward(be, si, d_fi.view(), GradMode::accumulate);
-    model.text_features_backward(be, st, d_ft.view(), GradMode::accumulate);
+    const float loss = test::clip_infonce_backward(be, model, pixels.view(), ids, mask, 3);
+    CHECK(std::abs(loss - f.read<float>("clip.loss")(0)) / std::abs(f.read<float>("clip.loss")(0)) <= 1e-6);
     std::size_t checked = 0;
     double worst = 0;
     std::string worst_name;

@@ -75,6 +75,7 @@ struct AdamWHyper {
     double eps = 1e-8;
     double weight_decay = 0.0;
     std::int64_t step = 1;
+    double grad_scale = 1.0;  // the gradient is multiplied by this first: 1 / loss scale under loss scaling
 };
 
 }  // namespace mmalign

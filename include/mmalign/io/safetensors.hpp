@@ -882,11 +882,12 @@ void load_parameters(M& module, const S& source, const std::string& prefix = "",
 }
 
 /// As above, for parameters in a backend's storage: each tensor is read into a host staging
-/// tensor and copied over with be.from_host.
+/// tensor of the backend's Compute type and copied over with be.from_host (which rounds to the
+/// storage type on 16-bit backends).
 template <Backend B, class M, TensorSource S>
 void load_parameters(B& be, M& module, const S& source, const std::string& prefix = "", const LoadOptions& options = {}) {
     detail::check_load(module, source, prefix, options);
-    Tensor<typename B::Scalar> staging;
+    Tensor<typename B::Compute> staging;
     module.visit([&](const std::string& name, auto& p) {
         const std::string key = prefix + name;
         if (!source.contains(key)) return;

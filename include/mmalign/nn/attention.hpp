@@ -26,6 +26,7 @@ namespace mmalign {
 template <Backend B>
 struct MultiHeadAttention {
     using T = typename B::Scalar;
+    using C = typename B::Compute;
     using Buffer = typename B::Tensor;  // owning storage in the backend's memory
     using Param = BasicParameter<Buffer>;
 
@@ -42,7 +43,7 @@ struct MultiHeadAttention {
         Buffer q;      // [B, Tq, D]
         Buffer k, v;   // [B, Tk, D]
         Buffer probs;  // [B, H, Tq, Tk] (plain path)
-        Buffer stats;  // [B, H, Tq, 2] (fused path: the probabilities are recomputed from these)
+        typename B::ComputeTensor stats;  // [B, H, Tq, 2] (fused path: the probabilities are recomputed from these)
         Buffer o;      // [B, Tq, D], heads side by side: the input of out_proj
         bool cross = false;
         bool fused = false;
@@ -86,7 +87,7 @@ struct MultiHeadAttention {
 
     index_t kv_dim() const { return config.kv_dim > 0 ? config.kv_dim : config.dim; }
     index_t head_dim() const { return config.dim / config.heads; }
-    T scale() const { return static_cast<T>(config.scale > 0 ? config.scale : 1.0 / std::sqrt(double(head_dim()))); }
+    C scale() const { return static_cast<C>(config.scale > 0 ? config.scale : 1.0 / std::sqrt(double(head_dim()))); }
 
     template <class F>
     void visit(F&& f, const std::string& prefix = "") {
@@ -108,6 +109,7 @@ struct MultiHeadAttention {
         const index_t Bn = x.dim(0), Tq = x.dim(1), Tk = c.dim(1), D = config.dim;
         auto sc = be.scope();
         TensorView<T> q, k, v, p, o;
+        C* stats = nullptr;
         if (s) {
             s->cross = cross;
             if (s->x.data() != x.data()) {  // a parent may have written x straight into s->x
@@ -124,7 +126,7 @@ struct MultiHeadAttention {
             if (s->fused) {
                 s->stats.resize(Shape{Bn, config.heads, Tq, 2});
                 keep_mask(be, mask, Bn, Tq, Tk, *s);
-                p = s->stats.view();
+                stats = s->stats.data();
             } else {
                 s->probs.resize(Shape{Bn, config.heads, Tq, Tk});
                 p = s->probs.view();
@@ -138,7 +140,7 @@ struct MultiHeadAttention {
         q_proj.forward(be, x, q);
         k_proj.forward(be, c, k);
         v_proj.forward(be, c, v);
-        attend(be, q.data(), k.data(), v.data(), Tk * D, Bn, Tq, Tk, mask, p, o.data());
+        attend(be, q.data(), k.data(), v.data(), Tk * D, Bn, Tq, Tk, mask, p, stats, o.data());
         out_proj.forward(be, o, y);
     }
 
@@ -238,21 +240,20 @@ public:
         auto o = sc.tensor({Bn, Tn, D});
         TensorView<T> p;
         if (!be.fused_attention()) p = sc.tensor({Bn, config.heads, Tn, Tk});
-        attend(be, q.data(), cache.k.data(), cache.v.data(), Tmax * D, Bn, Tn, Tk, mask, p, o.data());
+        attend(be, q.data(), cache.k.data(), cache.v.data(), Tmax * D, Bn, Tn, Tk, mask, p, nullptr, o.data());
         out_proj.forward(be, o, y);
     }
 
 private:
     /// P = softmax(scale·q kᵀ + mask) per (batch, head); o = P v. k and v rows have stride D and
-    /// batches `kv_batch_stride`; q and o are [B, Tq, D]. With the backend's fused attention `p`
-    /// receives each query's score maximum and log-denominator [B, H, Tq, 2] (or is empty), else
-    /// the probabilities [B, H, Tq, Tk].
+    /// batches `kv_batch_stride`; q and o are [B, Tq, D]. With the backend's fused attention
+    /// `stats` (nullable) receives each query's score maximum and log-denominator [B, H, Tq, 2],
+    /// else `p` the probabilities [B, H, Tq, Tk].
     void attend(B& be, const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t Bn, index_t Tq, index_t Tk,
-                const AttentionMask<T>& mask, TensorView<T> p, T* o) const {
+                const AttentionMask<T>& mask, TensorView<T> p, C* stats, T* o) const {
         const index_t D = config.dim, H = config.heads, dh = head_dim();
         if (be.fused_attention()) {
-            be.attention_forward(q, k, v, kv_batch_stride, Bn, H, Tq, Tk, dh, scale(), mask, o,
-                                 p.empty() ? nullptr : p.data());
+            be.attention_forward(q, k, v, kv_batch_stride, Bn, H, Tq, Tk, dh, scale(), mask, o, stats);
             return;
         }
         be.gemm_batched_2d(Trans::N, Trans::T, Tq, Tk, dh, T(1), q, D, Tq * D, dh, k, D, kv_batch_stride, dh, T(0), p.data(),

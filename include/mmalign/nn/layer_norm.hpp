@@ -28,8 +28,8 @@ struct LayerNorm {
     };
     struct Saved {
         Buffer x;     // [M, D]
-        Buffer mean;  // [M]
-        Buffer rstd;  // [M]
+        typename B::ComputeTensor mean;  // [M]
+        typename B::ComputeTensor rstd;  // [M]
     };
 
     Config config;
@@ -53,7 +53,7 @@ struct LayerNorm {
         if (x.shape().cols() != config.dim)
             throw ShapeError("LayerNorm input: expected last extent " + std::to_string(config.dim) + ", found " +
                              x.shape().str());
-        T *mean = nullptr, *rstd = nullptr;
+        typename B::Compute *mean = nullptr, *rstd = nullptr;
         if (s) {
             if (s->x.data() != x.data()) {
                 s->x.resize(x.shape());

@@ -25,6 +25,7 @@ namespace mmalign {
 template <Backend B>
 struct SymmetricInfoNce {
     using T = typename B::Scalar;
+    using C = typename B::Compute;
     using Buffer = typename B::Tensor;
     using Param = BasicParameter<Buffer>;
 
@@ -33,20 +34,20 @@ struct SymmetricInfoNce {
         double max_log_scale = 4.605170185988092;  // ln 100 (open_clip, OpenAI)
     };
     struct Result {
-        T loss = 0;
+        C loss = 0;
         double image_to_text_accuracy = 0;  // fraction of rows of L_i whose argmax is the pair
         double text_to_image_accuracy = 0;
     };
     struct Saved {
         Buffer ni, nt;            // [N, E] normalised features
-        Buffer norm_i, norm_t;    // [N]
+        typename B::ComputeTensor norm_i, norm_t;  // [N]
         Buffer li, lt;            // [N, N] logits
-        Buffer lse_i, lse_t;      // [N]
+        typename B::ComputeTensor lse_i, lse_t;    // [N]
         Buffer soft_i, soft_t;    // [N, N], only with soft targets
         std::vector<std::int32_t> targets;  // arange(N)
         std::vector<T> host;                // [N, N] logits on the host, for the accuracies
         index_t count = 0;
-        T scale = 1;
+        C scale = 1;
         bool soft = false;
     };
 
@@ -70,7 +71,7 @@ struct SymmetricInfoNce {
             expect_shape(soft_t2i.shape(), {N, N}, "SymmetricInfoNce soft_t2i");
         }
         for (Buffer* b : {&s.ni, &s.nt}) b->resize(Shape{N, E});
-        for (Buffer* b : {&s.norm_i, &s.norm_t, &s.lse_i, &s.lse_t}) b->resize(Shape{N});
+        for (auto* b : {&s.norm_i, &s.norm_t, &s.lse_i, &s.lse_t}) b->resize(Shape{N});
         for (Buffer* b : {&s.li, &s.lt}) b->resize(Shape{N, N});
         s.targets.resize(static_cast<std::size_t>(N));
         std::iota(s.targets.begin(), s.targets.end(), 0);
@@ -81,7 +82,7 @@ struct SymmetricInfoNce {
         s.scale = std::exp(log_scale);
         be.gemm(Trans::N, Trans::T, N, N, E, s.scale, s.ni.data(), E, s.nt.data(), E, T(0), s.li.data(), N);
         be.gemm(Trans::N, Trans::T, N, N, E, s.scale, s.nt.data(), E, s.ni.data(), E, T(0), s.lt.data(), N);
-        const T eps = s.soft ? T(0) : static_cast<T>(config.label_smoothing);
+        const C eps = s.soft ? C(0) : static_cast<C>(config.label_smoothing);
         auto ci = be.cross_entropy_forward(s.li.view(), s.targets.data(), -100, eps, s.lse_i.data());
         auto ct = be.cross_entropy_forward(s.lt.view(), s.targets.data(), -100, eps, s.lse_t.data());
         s.count = N;
@@ -94,7 +95,7 @@ struct SymmetricInfoNce {
             be.copy(soft_i2t, s.soft_i.view());
             be.copy(soft_t2i, s.soft_t.view());
             // −mean_i Σ_j Y_ij (L_ij − lse_i) = mean(lse) − ⟨Y, L⟩/N for rows of Y summing to 1.
-            const T n = static_cast<T>(N);
+            const C n = static_cast<C>(N);
             r.loss = T(0.5) * (be.sum(s.lse_i.view()) / n - be.dot(soft_i2t, s.li.view()) / n + be.sum(s.lse_t.view()) / n -
                                be.dot(soft_t2i, s.lt.view()) / n);
         }
@@ -104,23 +105,23 @@ struct SymmetricInfoNce {
     }
 
     /// d_img, d_txt [N, E] assigned; logit_scale.grad accumulated (when mode allows).
-    void backward(B& be, Saved& s, T d_loss, TensorView<T> d_img, TensorView<T> d_txt, Param& logit_scale,
+    void backward(B& be, Saved& s, C d_loss, TensorView<T> d_img, TensorView<T> d_txt, Param& logit_scale,
                   GradMode mode) const {
         const index_t N = s.ni.dim(0), E = s.ni.dim(1);
         auto sc = be.scope();
         auto d_li = sc.tensor({N, N}), d_lt = sc.tensor({N, N});
-        const T half = T(0.5) * d_loss;
+        const C half = C(0.5) * d_loss;
         if (!s.soft) {
-            const T eps = static_cast<T>(config.label_smoothing);
+            const C eps = static_cast<C>(config.label_smoothing);
             be.cross_entropy_backward(s.li.view(), s.targets.data(), s.lse_i.data(), -100, eps, s.count, half, d_li);
             be.cross_entropy_backward(s.lt.view(), s.targets.data(), s.lse_t.data(), -100, eps, s.count, half, d_lt);
         } else {
             be.softmax(s.li.view(), d_li);
             be.axpy(T(-1), s.soft_i.view(), d_li);
-            be.scale(half / static_cast<T>(N), d_li);
+            be.scale(half / static_cast<C>(N), d_li);
             be.softmax(s.lt.view(), d_lt);
             be.axpy(T(-1), s.soft_t.view(), d_lt);
-            be.scale(half / static_cast<T>(N), d_lt);
+            be.scale(half / static_cast<C>(N), d_lt);
         }
         if (T* g = logit_scale.grad_target(mode == GradMode::accumulate)) {
             T d_log_scale = be.dot(d_li, s.li.view()) + be.dot(d_lt, s.lt.view());

@@ -28,13 +28,13 @@ struct LanguageModeling {
         bool shift = true;
     };
     struct Result {
-        T loss = 0;
+        typename B::Compute loss = 0;
         index_t tokens = 0;     // positions that count
         double accuracy = 0;    // fraction of counted positions whose argmax is the label
     };
     struct Saved {
         std::vector<std::int32_t> targets;  // [B·T], shifted labels
-        Buffer lse;                         // [B·T]
+        typename B::ComputeTensor lse;      // [B·T]
         index_t count = 0;
     };
 
@@ -78,7 +78,7 @@ struct LanguageModeling {
         return r;
     }
 
-    void backward(B& be, const Saved& s, ConstView<T> logits, T d_loss, TensorView<T> d_logits) const {
+    void backward(B& be, const Saved& s, ConstView<T> logits, typename B::Compute d_loss, TensorView<T> d_logits) const {
         const index_t V = logits.shape().cols(), rows = logits.numel() / V;
         be.cross_entropy_backward(logits.reshape(Shape{rows, V}), s.targets.data(), s.lse.data(), config.ignore_index,
                                   static_cast<T>(config.label_smoothing), s.count, d_loss,

@@ -57,13 +57,13 @@ struct ImageTextMatching {
         std::string head_name = "itm_head";
     };
     struct Result {
-        T loss = 0;
+        typename B::Compute loss = 0;
         double accuracy = 0;
     };
     struct Saved {
         typename Linear<B>::Saved head;
         Buffer logits;  // [3B, 2]
-        Buffer lse;     // [3B]
+        typename B::ComputeTensor lse;  // [3B]
         std::vector<std::int32_t> labels;
         std::vector<T> host;  // [3B, 2] logits on the host, for the accuracy
         index_t count = 0;
@@ -108,7 +108,7 @@ struct ImageTextMatching {
         return {ce.loss, M ? double(hits) / double(M) : 0.0};
     }
 
-    void backward(B& be, Saved& s, T d_loss, TensorView<T> d_h, GradMode mode) {
+    void backward(B& be, Saved& s, typename B::Compute d_loss, TensorView<T> d_h, GradMode mode) {
         auto sc = be.scope();
         auto d_logits = sc.tensor(s.logits.shape());
         be.cross_entropy_backward(s.logits.view(), s.labels.data(), s.lse.data(), -100, T(0), s.count, d_loss, d_logits);

@@ -7,11 +7,18 @@
 // token/position embedding tables, following open_clip's exclusion of gains, biases and
 // embeddings; `decay_filter` replaces that rule. Frozen parameters (requires_grad = false) are
 // skipped. State is keyed by the visitor's names, so a checkpoint can save and restore it.
+//
+// Mixed precision: moments are kept in the backend's Compute type (float). On a backend whose
+// storage is 16-bit, each parameter also gets a float master copy, made from its stored value at
+// the first step; the update runs on the master copy and the parameter receives it rounded
+// (Micikevicius et al. 2018, "Mixed Precision Training"). A step may take 1/loss-scale to apply
+// to the gradients first (train/loss_scaler.hpp decides it and skips overflowing steps).
 #pragma once
 
 #include <functional>
 #include <map>
 #include <string>
+#include <type_traits>
 
 #include "mmalign/core/backend.hpp"
 #include "mmalign/core/parameter.hpp"
@@ -31,7 +38,9 @@ template <Backend B>
 class AdamW {
 public:
     using T = typename B::Scalar;
-    using Buffer = typename B::Tensor;
+    using C = typename B::Compute;
+    using Buffer = typename B::ComputeTensor;
+    static constexpr bool has_master = !std::is_same_v<T, C>;  // 16-bit storage: float master weights
 
     struct Config {
         double lr = 1e-3;
@@ -43,6 +52,7 @@ public:
     };
     struct State {
         Buffer exp_avg, exp_avg_sq;
+        Buffer master;  // float copy of the parameter, with 16-bit storage only
     };
 
     Config config;
@@ -54,9 +64,10 @@ public:
     void set_step_count(std::int64_t s) { step_ = s; }
     std::map<std::string, State>& state() { return state_; }
 
-    /// One update of every trainable parameter of `module` with learning rate `lr`.
+    /// One update of every trainable parameter of `module` with learning rate `lr`; gradients are
+    /// multiplied by `grad_scale` first (1 / the loss scale when the loss was scaled).
     template <class M>
-    void step(B& be, M& module, double lr) {
+    void step(B& be, M& module, double lr, double grad_scale = 1.0) {
         ++step_;
         module.visit([&](const std::string& name, auto& p) {
             if (!p.requires_grad || !p.has_grad()) return;  // like torch: no gradient, no update
@@ -66,11 +77,16 @@ public:
                 st.exp_avg_sq.resize(p.shape());
                 st.exp_avg.zero();
                 st.exp_avg_sq.zero();
+                if constexpr (has_master) {
+                    st.master.resize(p.shape());
+                    be.cast(p.value.cview(), st.master.view());
+                }
             }
             const double wd = config.decay_filter(name, p.shape()) ? config.weight_decay : 0.0;
             be.adamw_step(p.value.view(), p.grad.view(), st.exp_avg.view(), st.exp_avg_sq.view(),
                           AdamWHyper{.lr = lr, .beta1 = config.beta1, .beta2 = config.beta2, .eps = config.eps,
-                                     .weight_decay = wd, .step = step_});
+                                     .weight_decay = wd, .step = step_, .grad_scale = grad_scale},
+                          has_master ? st.master.view() : TensorView<C>{});
         });
     }
     template <class M>

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,9 @@ class CpuBackend {
 
 public:
     using Scalar = T;
+    using Compute = T;                  // computes in its storage type
     using Tensor = mmalign::Tensor<T>;  // what modules own: parameters, saved activations
+    using ComputeTensor = Tensor;
     using Scope = typename cpu::ScratchArena<T>::Scope;
     using CrossEntropyResult = cpu::CrossEntropyResult<T>;
 
@@ -236,22 +239,33 @@ public:
     // ---- optimizer ----------------------------------------------------------------------------
     /// One AdamW step on one parameter, in torch.optim.AdamW's order of operations (single-tensor
     /// path): p ← p·(1 − lr·wd); m ← m + (1−β1)(g − m); v ← β2·v + (1−β2)·g²;
-    /// p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + eps).
-    void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<T> m, TensorView<T> v, const AdamWHyper& h) {
+    /// p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + eps). g is multiplied by h.grad_scale first
+    /// (skipped at 1). With `master` (same shape) the update runs on master and p receives a copy:
+    /// the mixed-precision form, where the backend's 16-bit storage keeps a float master copy.
+    void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<T> m, TensorView<T> v, const AdamWHyper& h,
+                    TensorView<T> master = {}) {
         check_same(p, g, "adamw gradient");
         check_same(p, m, "adamw exp_avg");
         check_same(p, v, "adamw exp_avg_sq");
+        if (!master.empty()) {
+            check_same(p, master, "adamw master weights");
+            adamw_step(master, g, m, v, h);
+            copy(master, p);
+            return;
+        }
         const T decay = static_cast<T>(1.0 - h.lr * h.weight_decay);
         const T b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2), eps = static_cast<T>(h.eps);
         const T step_size = static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, double(h.step))));
         const T bc2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))));
         T *pd = p.data(), *md = m.data(), *vd = v.data();
         const T* gd = g.data();
+        const T gs = static_cast<T>(h.grad_scale);
         cpu::parallel_for(threads_, (p.numel() + 4095) / 4096, 4096 * 8, [&](index_t c) {
             for (index_t i = c * 4096, e = std::min(p.numel(), (c + 1) * 4096); i < e; ++i) {
+                const T gi = gs == T(1) ? gd[i] : gd[i] * gs;
                 if (h.weight_decay != 0) pd[i] *= decay;
-                md[i] += (gd[i] - md[i]) * (T(1) - b1);
-                vd[i] = vd[i] * b2 + (T(1) - b2) * gd[i] * gd[i];
+                md[i] += (gi - md[i]) * (T(1) - b1);
+                vd[i] = vd[i] * b2 + (T(1) - b2) * gi * gi;
                 pd[i] += -step_size * md[i] / (std::sqrt(vd[i]) / bc2_sqrt + eps);  // torch addcdiv order
             }
         });
@@ -271,6 +285,13 @@ public:
         return static_cast<T>(s);
     }
     T mean(ConstView<T> x) { return x.numel() ? sum(x) / static_cast<T>(x.numel()) : T(0); }
+    /// False when any element of any tensor is infinite or NaN (a loss-scaled gradient overflowed).
+    bool all_finite(std::span<const ConstView<T>> xs) {
+        for (const ConstView<T>& x : xs)
+            for (index_t i = 0; i < x.numel(); ++i)
+                if (!std::isfinite(x.data()[i])) return false;
+        return true;
+    }
 
 private:
     static void check_same(ConstView<T> a, ConstView<T> b, const char* what) {

@@ -13,6 +13,10 @@
 //    transfers from_host / to_host synchronise the stream; nothing else does.
 //  * Products are fp32 (cuBLAS's default math: no TF32) unless Options::tf32 or set_tf32(true)
 //    allows TF32 tensor cores, which keep about 10 mantissa bits of each operand.
+//  * CudaBackend<bfloat16> and CudaBackend<float16> store tensors in 16 bits and compute in
+//    float (Compute): products are cuBLAS's 16-bit gemms with fp32 accumulation (tensor cores),
+//    every kernel loads into float and rounds once on store, and the statistics a backward needs
+//    (LayerNorm mean/rstd, attention and cross-entropy log-sum-exps, L2 norms) are float tensors.
 // Row-major products map onto column-major cuBLAS through the transpose identity: C = op(A)·op(B)
 // in row-major memory is Cᵀ = op(B)ᵀ·op(A)ᵀ in column-major memory, so cuBLAS gets (B, A) in
 // that order with the same transpose flags and with m and n exchanged.
@@ -22,9 +26,11 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -50,14 +56,18 @@ namespace mmalign {
 
 template <class T = float>
 class CudaBackend {
-    static_assert(std::is_same_v<T, float>,
-                  "mmalign: CudaBackend computes in float only; double, bf16 and fp16 have no kernels on this backend yet.");
+    static_assert(std::is_same_v<T, float> || is_16bit_float_v<T>,
+                  "mmalign: CudaBackend stores float, bfloat16 or float16 (and computes in float); double has no "
+                  "kernels on this backend.");
 
 public:
     using Scalar = T;
+    using Compute = float;
     using Tensor = DeviceTensor<T>;  // what modules own: parameters, saved activations
+    using ComputeTensor = DeviceTensor<Compute>;
     using Scope = cuda::DeviceArena::Scope<T>;
-    using CrossEntropyResult = cpu::CrossEntropyResult<T>;
+    using CrossEntropyResult = cpu::CrossEntropyResult<Compute>;
+    using C = Compute;
 
     struct Options {
         int device = -1;                 // -1: the current device
@@ -121,32 +131,44 @@ public:
 
     // ---- products -------------------------------------------------------------------------
     /// C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C, row-major with leading dimensions.
-    void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
-              index_t ldb, T beta, T* c, index_t ldc) {
+    /// 16-bit T: cublasGemmEx with fp32 accumulation (tensor cores), C rounded once.
+    void gemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, C alpha, const T* a, index_t lda, const T* b,
+              index_t ldb, C beta, T* c, index_t ldc) {
         check_gemm(ta, tb, m, n, k, lda, ldb, ldc, 1);
         if (m == 0 || n == 0) return;
         if (k == 0) return scale_matrices(beta, c, m, n, ldc, 0, 1);
-        MMALIGN_CUBLAS_CHECK(cublasSgemm(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha, b,
-                                         to_int(ldb), a, to_int(lda), &beta, c, to_int(ldc)));
+        if constexpr (std::is_same_v<T, float>)
+            MMALIGN_CUBLAS_CHECK(cublasSgemm(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha, b,
+                                             to_int(ldb), a, to_int(lda), &beta, c, to_int(ldc)));
+        else
+            MMALIGN_CUBLAS_CHECK(cublasGemmEx(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha, b,
+                                              data_type, to_int(ldb), a, data_type, to_int(lda), &beta, c, data_type,
+                                              to_int(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     /// `batch` independent products; operand i starts at a + i·stride_a (likewise b, c).
-    void gemm_strided_batched(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
-                              index_t stride_a, const T* b, index_t ldb, index_t stride_b, T beta, T* c, index_t ldc,
+    void gemm_strided_batched(Trans ta, Trans tb, index_t m, index_t n, index_t k, C alpha, const T* a, index_t lda,
+                              index_t stride_a, const T* b, index_t ldb, index_t stride_b, C beta, T* c, index_t ldc,
                               index_t stride_c, index_t batch) {
         check_gemm(ta, tb, m, n, k, lda, ldb, ldc, batch);
         if (m == 0 || n == 0 || batch == 0) return;
         if (k == 0) return scale_matrices(beta, c, m, n, ldc, stride_c, batch);
-        MMALIGN_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha,
-                                                       b, to_int(ldb), stride_b, a, to_int(lda), stride_a, &beta, c,
-                                                       to_int(ldc), stride_c, to_int(batch)));
+        if constexpr (std::is_same_v<T, float>)
+            MMALIGN_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k),
+                                                           &alpha, b, to_int(ldb), stride_b, a, to_int(lda), stride_a,
+                                                           &beta, c, to_int(ldc), stride_c, to_int(batch)));
+        else
+            MMALIGN_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+                cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha, b, data_type, to_int(ldb), stride_b, a,
+                data_type, to_int(lda), stride_a, &beta, c, data_type, to_int(ldc), stride_c, to_int(batch),
+                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
 
     /// outer × inner products; (o, i) starts at a + o·outer_a + i·inner_a (likewise b, c). One
     /// strided batch when the two levels collapse into one stride, else one pointer-array batch
     /// (attention's (batch, head) products over [B, T, H·d] tensors): a single cuBLAS call either way.
-    void gemm_batched_2d(Trans ta, Trans tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda,
+    void gemm_batched_2d(Trans ta, Trans tb, index_t m, index_t n, index_t k, C alpha, const T* a, index_t lda,
                          index_t outer_a, index_t inner_a, const T* b, index_t ldb, index_t outer_b, index_t inner_b,
-                         T beta, T* c, index_t ldc, index_t outer_c, index_t inner_c, index_t outer, index_t inner) {
+                         C beta, T* c, index_t ldc, index_t outer_c, index_t inner_c, index_t outer, index_t inner) {
         check_gemm(ta, tb, m, n, k, lda, ldb, ldc, std::min(outer, inner));
         if (m == 0 || n == 0 || outer == 0 || inner == 0) return;
         if (inner == 1)
@@ -166,8 +188,15 @@ public:
         T** pc = sc.template buffer<T*>(count);
         launch_pointwise(count, cuda::kernels::batch_pointers_kernel<T>, a, outer_a, inner_a, b, outer_b, inner_b, c,
                          outer_c, inner_c, inner, count, pa, pb, pc);
-        MMALIGN_CUBLAS_CHECK(cublasSgemmBatched(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha, pb,
-                                                to_int(ldb), pa, to_int(lda), &beta, pc, to_int(ldc), to_int(count)));
+        if constexpr (std::is_same_v<T, float>)
+            MMALIGN_CUBLAS_CHECK(cublasSgemmBatched(cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha, pb,
+                                                    to_int(ldb), pa, to_int(lda), &beta, pc, to_int(ldc), to_int(count)));
+        else
+            MMALIGN_CUBLAS_CHECK(cublasGemmBatchedEx(
+                cublas_, op(tb), op(ta), to_int(n), to_int(m), to_int(k), &alpha,
+                reinterpret_cast<const void* const*>(pb), data_type, to_int(ldb), reinterpret_cast<const void* const*>(pa),
+                data_type, to_int(lda), &beta, reinterpret_cast<void* const*>(pc), data_type, to_int(ldc), to_int(count),
+                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
 
     /// y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]); `pre` (nullable, [M, N]) receives the value
@@ -177,15 +206,15 @@ public:
         if (x.shape().cols() != K || y.numel() != M * N || y.shape().cols() != N)
             throw ShapeError("linear: input " + x.shape().str() + " and output " + y.shape().str() +
                              " do not fit weight " + w.shape().str());
-        gemm(Trans::N, Trans::T, M, N, K, T(1), x.data(), K, w.data(), K, T(0), y.data(), N);
+        gemm(Trans::N, Trans::T, M, N, K, C(1), x.data(), K, w.data(), K, C(0), y.data(), N);
         if ((!bias && act == Activation::none) || M * N == 0) return;
         launch_pointwise(M * N, cuda::kernels::bias_activation_kernel<T>, y.data(), bias, act, pre, M, N);
     }
 
     // ---- normalisation ----------------------------------------------------------------------
     /// mean, rstd: [rows] or null (inference).
-    void layer_norm_forward(ConstView<T> x, ConstView<T> w, ConstView<T> b, double eps, TensorView<T> y, T* mean,
-                            T* rstd) {
+    void layer_norm_forward(ConstView<T> x, ConstView<T> w, ConstView<T> b, double eps, TensorView<T> y, C* mean,
+                            C* rstd) {
         const index_t C = w.numel();
         check_rows(x, C, "layer_norm input");
         check_same(x, y, "layer_norm output");
@@ -197,7 +226,7 @@ public:
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
     }
     /// d_x (assigned) may be empty; d_w, d_b (accumulated) may be null.
-    void layer_norm_backward(ConstView<T> d_y, ConstView<T> x, ConstView<T> w, const T* mean, const T* rstd,
+    void layer_norm_backward(ConstView<T> d_y, ConstView<T> x, ConstView<T> w, const C* mean, const C* rstd,
                              TensorView<T> d_x, T* d_w, T* d_b) {
         const index_t C = w.numel();
         check_same(x, d_y, "layer_norm d_y");
@@ -231,7 +260,7 @@ public:
     /// q, o: [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_batch_stride; stats [B, H, Tq, 2] or
     /// null. Head widths up to 128. mask.key_keep is host memory, mask.additive device memory.
     void attention_forward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H, index_t Tq,
-                           index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, T* o, T* stats) {
+                           index_t Tk, index_t dh, C scale, const AttentionMask<T>& mask, T* o, C* stats) {
         check_head_dim(dh);
         if (B * H * Tq == 0) return;
         auto sc = scope();
@@ -244,13 +273,13 @@ public:
     }
     /// d_q [B, Tq, H·dh], d_k, d_v [B, Tk, H·dh] assigned, from the forward's o and stats.
     void attention_backward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H,
-                            index_t Tq, index_t Tk, index_t dh, T scale, const AttentionMask<T>& mask, const T* o,
-                            const T* d_o, const T* stats, T* d_q, T* d_k, T* d_v) {
+                            index_t Tq, index_t Tk, index_t dh, C scale, const AttentionMask<T>& mask, const T* o,
+                            const T* d_o, const C* stats, T* d_q, T* d_k, T* d_v) {
         check_head_dim(dh);
         if (B * H == 0 || dh == 0) return;
         auto sc = scope();
         const std::int32_t* keep = mask.key_keep ? upload(sc, mask.key_keep, B * Tk) : nullptr;
-        T* delta = sc.template buffer<T>(B * H * Tq);
+        C* delta = sc.template buffer<C>(B * H * Tq);
         const index_t add_stride = additive_stride(mask, Tq, Tk);
         const unsigned threads = cuda::kernels::rows_per_block * cuda::kernels::warp_size;
         if (Tq > 0) {
@@ -270,7 +299,7 @@ public:
     // ---- attention softmax --------------------------------------------------------------------
     /// scores [B, H, Tq, Tk] → probabilities, in place. mask.key_keep is host memory [B, Tk];
     /// mask.additive is device memory.
-    void attention_softmax_forward(TensorView<T> scores, T scale, const AttentionMask<T>& mask) {
+    void attention_softmax_forward(TensorView<T> scores, C scale, const AttentionMask<T>& mask) {
         if (scores.rank() != 4) throw ShapeError("attention_softmax: expected [B, H, Tq, Tk], found " + scores.shape().str());
         const index_t B = scores.dim(0), H = scores.dim(1), Tq = scores.dim(2), Tk = scores.dim(3);
         if (scores.numel() == 0) return;
@@ -284,7 +313,7 @@ public:
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
     }
     /// d holds d_probs on entry and d_scores (including `scale`) on return.
-    void attention_softmax_backward(ConstView<T> probs, TensorView<T> d, T scale) {
+    void attention_softmax_backward(ConstView<T> probs, TensorView<T> d, C scale) {
         check_same(probs, d, "attention_softmax d_probs");
         const index_t rows = probs.shape().rows(), cols = probs.shape().cols();
         if (rows == 0 || cols == 0) return;
@@ -325,12 +354,22 @@ public:
         launch_pointwise(a.numel(), cuda::kernels::add_kernel<T>, a.data(), b.data(), y.data(), a.numel());
     }
     /// y += alpha · x
-    void axpy(T alpha, ConstView<T> x, TensorView<T> y) {
+    void axpy(C alpha, ConstView<T> x, TensorView<T> y) {
         check_same(x, y, "axpy");
         launch_pointwise(x.numel(), cuda::kernels::axpy_kernel<T>, alpha, x.data(), y.data(), x.numel());
     }
-    void scale(T alpha, TensorView<T> x) {
+    void scale(C alpha, TensorView<T> x) {
         launch_pointwise(x.numel(), cuda::kernels::scale_kernel<T>, alpha, x.data(), x.numel());
+    }
+    /// dst = src converted between float and the storage type (rounded to nearest even), on the
+    /// stream: master weights from 16-bit parameters, float tensors into 16-bit activations.
+    template <class U, class V>
+        requires((std::is_same_v<U, T> || std::is_same_v<U, C>) && (std::is_same_v<V, T> || std::is_same_v<V, C>))
+    void cast(ConstView<U> src, TensorView<V> dst) {
+        if (src.numel() != dst.numel())
+            throw ShapeError("cast: source " + src.shape().str() + " and destination " + dst.shape().str() +
+                             " differ in size");
+        launch_pointwise(src.numel(), cuda::kernels::cast_kernel<U, V>, src.data(), dst.data(), src.numel());
     }
     /// Device-to-device copy on the stream.
     void copy(ConstView<T> src, TensorView<T> dst) {
@@ -345,6 +384,40 @@ public:
         MMALIGN_CUDA_CHECK(cudaMemcpyAsync(dst.data(), host.data(), bytes(host), cudaMemcpyHostToDevice, stream_));
         synchronize();
     }
+    /// Host floats → device 16-bit storage, rounded to nearest even on the host (as torch's
+    /// .to(torch.bfloat16) / .half()): how float checkpoints and inputs reach a 16-bit backend.
+    template <class U = T>
+        requires(!std::is_same_v<U, C>)
+    void from_host(ConstView<C> host, TensorView<std::type_identity_t<U>> dst) {
+        if (host.numel() != dst.numel())
+            throw ShapeError("from_host: source " + host.shape().str() + " and destination " + dst.shape().str() +
+                             " differ in size");
+        std::vector<T> staged(host.data(), host.data() + host.numel());
+        from_host(ConstView<T>(staged.data(), host.shape()), dst);
+    }
+    /// Device 16-bit storage → host floats (exact).
+    template <class U = T>
+        requires(!std::is_same_v<U, C>)
+    void to_host(ConstView<std::type_identity_t<U>> src, TensorView<C> host) {
+        if (host.numel() != src.numel())
+            throw ShapeError("to_host: source " + src.shape().str() + " and destination " + host.shape().str() +
+                             " differ in size");
+        std::vector<T> staged(static_cast<std::size_t>(src.numel()));
+        to_host(src, TensorView<T>(staged.data(), src.shape()));
+        std::copy(staged.begin(), staged.end(), host.data());
+    }
+    /// Float tensors (statistics) to the host, on the 16-bit backends.
+    template <class U = T>
+        requires(!std::is_same_v<U, C>)
+    void to_host(ConstView<C> src, TensorView<C> host) {
+        if (host.numel() != src.numel())
+            throw ShapeError("to_host: source " + src.shape().str() + " and destination " + host.shape().str() +
+                             " differ in size");
+        if (!src.numel()) return;
+        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), src.data(), static_cast<std::size_t>(src.numel()) * sizeof(C),
+                                           cudaMemcpyDeviceToHost, stream_));
+        synchronize();
+    }
     /// Device → host, after every op queued before it; returns when the data has arrived.
     void to_host(ConstView<T> src, TensorView<T> host) {
         check_numel(src, host, "to_host");
@@ -352,7 +425,9 @@ public:
         MMALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), src.data(), bytes(src), cudaMemcpyDeviceToHost, stream_));
         synchronize();
     }
-    void fill(TensorView<T> x, T v) { launch_pointwise(x.numel(), cuda::kernels::fill_kernel<T>, x.data(), x.numel(), v); }
+    void fill(TensorView<T> x, C v) {
+        launch_pointwise(x.numel(), cuda::kernels::fill_kernel<T>, x.data(), x.numel(), static_cast<T>(v));
+    }
 
     // ---- embeddings ---------------------------------------------------------------------------
     /// out[n, :] = table[ids[n], :]; ids are host memory; throws ArgumentError naming an id
@@ -392,14 +467,14 @@ public:
     /// logits [N, C]; targets host memory [N]; lse [N] (device) receives log Σ exp per row for
     /// the backward. Synchronises: the loss comes back to the host.
     CrossEntropyResult cross_entropy_forward(ConstView<T> logits, const std::int32_t* targets, std::int32_t ignore_index,
-                                             T label_smoothing, T* lse) {
+                                             C label_smoothing, C* lse) {
         const index_t rows = logits.shape().rows(), classes = logits.shape().cols();
         check_targets(targets, rows, classes, ignore_index);
-        if (rows == 0) return {T(0), 0};
+        if (rows == 0) return {C(0), 0};
         auto sc = scope();
         const std::int32_t* t = upload(sc, targets, rows);
         double* row_loss = sc.template buffer<double>(rows);
-        if (!lse) lse = sc.template buffer<T>(rows);
+        if (!lse) lse = sc.template buffer<C>(rows);
         cuda::kernels::cross_entropy_forward_kernel<T>
             <<<cuda::kernels::block_row_blocks(rows), cuda::kernels::row_block_threads, 0, stream_>>>(
                 logits.data(), t, rows, classes, ignore_index, label_smoothing, lse, row_loss);
@@ -415,24 +490,24 @@ public:
             total += host[static_cast<std::size_t>(r)];
             ++count;
         }
-        return {count ? static_cast<T>(total / static_cast<double>(count)) : T(0), count};
+        return {count ? static_cast<C>(total / static_cast<double>(count)) : C(0), count};
     }
     /// d_logits is assigned; `d_loss` is the upstream gradient of the mean loss; targets host memory.
-    void cross_entropy_backward(ConstView<T> logits, const std::int32_t* targets, const T* lse, std::int32_t ignore_index,
-                                T label_smoothing, index_t count, T d_loss, TensorView<T> d_logits) {
+    void cross_entropy_backward(ConstView<T> logits, const std::int32_t* targets, const C* lse, std::int32_t ignore_index,
+                                C label_smoothing, index_t count, C d_loss, TensorView<T> d_logits) {
         check_same(logits, d_logits, "cross_entropy d_logits");
         const index_t rows = logits.shape().rows(), classes = logits.shape().cols();
         check_targets(targets, rows, classes, ignore_index);
         if (logits.numel() == 0) return;
-        const T g = count ? d_loss / static_cast<T>(count) : T(0);
-        const T off = label_smoothing / static_cast<T>(classes);
+        const C g = count ? d_loss / static_cast<C>(count) : C(0);
+        const C off = label_smoothing / static_cast<C>(classes);
         auto sc = scope();
         launch_pointwise(logits.numel(), cuda::kernels::cross_entropy_backward_kernel<T>, logits.data(),
                          upload(sc, targets, rows), lse, rows, classes, ignore_index, label_smoothing, g, off,
                          d_logits.data());
     }
     /// y = x / max(‖x‖, eps) per row; norm [rows] (nullable) is kept for the backward.
-    void l2_normalize_forward(ConstView<T> x, TensorView<T> y, T* norm, T eps = T(0)) {
+    void l2_normalize_forward(ConstView<T> x, TensorView<T> y, C* norm, C eps = C(0)) {
         check_same(x, y, "l2_normalize output");
         const index_t rows = x.shape().rows(), cols = x.shape().cols();
         if (rows == 0) return;
@@ -441,7 +516,7 @@ public:
                stream_>>>(x.data(), y.data(), norm, rows, cols, eps);
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
     }
-    void l2_normalize_backward(ConstView<T> d_y, ConstView<T> y, const T* norm, TensorView<T> d_x) {
+    void l2_normalize_backward(ConstView<T> d_y, ConstView<T> y, const C* norm, TensorView<T> d_x) {
         check_same(y, d_y, "l2_normalize d_y");
         check_same(y, d_x, "l2_normalize d_x");
         const index_t rows = y.shape().rows(), cols = y.shape().cols();
@@ -453,18 +528,37 @@ public:
     }
 
     // ---- optimiser ----------------------------------------------------------------------------
-    /// One AdamW step on p with gradient g and moments m, v (all device, same shape), in torch's
-    /// order of operations (CpuBackend::adamw_step).
-    void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<T> m, TensorView<T> v, const AdamWHyper& h) {
-        check_same(p, g, "adamw gradient");
-        check_same(p, m, "adamw exp_avg");
-        check_same(p, v, "adamw exp_avg_sq");
-        const T decay = static_cast<T>(1.0 - h.lr * h.weight_decay);
-        const T b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2), eps = static_cast<T>(h.eps);
-        const T step_size = static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, double(h.step))));
-        const T bc2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))));
-        launch_pointwise(p.numel(), cuda::kernels::adamw_kernel<T>, p.data(), g.data(), m.data(), v.data(), p.numel(),
-                         h.weight_decay != 0, decay, b1, b2, eps, step_size, bc2_sqrt);
+    /// One AdamW step on p with gradient g (times h.grad_scale) and float moments m, v (all device,
+    /// same shape), in torch's order of operations (CpuBackend::adamw_step). With `master` (float)
+    /// the update runs on the master copy and p receives it rounded to T: the mixed-precision
+    /// recipe of Micikevicius et al. 2018, for the 16-bit backends.
+    void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<C> m, TensorView<C> v, const AdamWHyper& h,
+                    TensorView<C> master = {}) {
+        if (!(p.shape() == g.shape()) || !(p.shape() == m.shape()) || !(p.shape() == v.shape()) ||
+            (!master.empty() && !(p.shape() == master.shape())))
+            throw ShapeError("adamw: parameter " + p.shape().str() + ", gradient " + g.shape().str() + ", exp_avg " +
+                             m.shape().str() + ", exp_avg_sq " + v.shape().str() +
+                             (master.empty() ? std::string() : ", master " + master.shape().str()) + " must agree");
+        const C decay = static_cast<C>(1.0 - h.lr * h.weight_decay);
+        const C b1 = static_cast<C>(h.beta1), b2 = static_cast<C>(h.beta2), eps = static_cast<C>(h.eps);
+        const C step_size = static_cast<C>(h.lr / (1.0 - std::pow(h.beta1, double(h.step))));
+        const C bc2_sqrt = static_cast<C>(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))));
+        launch_pointwise(p.numel(), cuda::kernels::adamw_kernel<T>, p.data(), master.empty() ? nullptr : master.data(),
+                         g.data(), m.data(), v.data(), p.numel(), h.weight_decay != 0, decay, b1, b2, eps, step_size,
+                         bc2_sqrt, static_cast<C>(h.grad_scale));
+    }
+    /// False when any element of any tensor is infinite or NaN (a loss-scaled gradient overflowed).
+    /// One flag on the device for all tensors, one synchronisation.
+    bool all_finite(std::span<const ConstView<T>> xs) {
+        auto sc = scope();
+        int* flag = sc.template buffer<int>(1);
+        MMALIGN_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), stream_));
+        for (const ConstView<T>& x : xs)
+            launch_pointwise(x.numel(), cuda::kernels::nonfinite_flag_kernel<T>, x.data(), x.numel(), flag);
+        int host = 0;
+        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+        synchronize();
+        return host == 0;
     }
 
     // ---- reductions ---------------------------------------------------------------------------
@@ -483,17 +577,26 @@ public:
         launch_pointwise(cols, cuda::kernels::column_partials_accumulate_kernel<T>, partial, splits, cols, out,
                          static_cast<T*>(nullptr));
     }
-    /// Σ x in double, returned as T. Synchronises.
-    T sum(ConstView<T> x) { return reduce(x.data(), nullptr, x.numel()); }
-    /// Σ a·b in double, returned as T. Synchronises.
-    T dot(ConstView<T> a, ConstView<T> b) {
+    /// Σ x in double, returned as Compute. Synchronises.
+    C sum(ConstView<T> x) { return reduce(x.data(), static_cast<const T*>(nullptr), x.numel()); }
+    /// The same over a Compute tensor (saved statistics), on the 16-bit backends.
+    template <class U = T>
+        requires(!std::is_same_v<U, C>)
+    C sum(ConstView<C> x) {
+        return reduce(x.data(), static_cast<const C*>(nullptr), x.numel());
+    }
+    /// Σ a·b in double, returned as Compute. Synchronises.
+    C dot(ConstView<T> a, ConstView<T> b) {
         check_same(a, b, "dot operand");
         return reduce(a.data(), b.data(), a.numel());
     }
-    T mean(ConstView<T> x) { return x.numel() ? sum(x) / static_cast<T>(x.numel()) : T(0); }
+    C mean(ConstView<T> x) { return x.numel() ? sum(x) / static_cast<C>(x.numel()) : C(0); }
 
 private:
     static cublasOperation_t op(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
+    static constexpr cudaDataType_t data_type = std::is_same_v<T, float>      ? CUDA_R_32F
+                                                : std::is_same_v<T, bfloat16> ? CUDA_R_16BF
+                                                                              : CUDA_R_16F;
     static int to_int(index_t v) {
         if (v > INT_MAX)
             throw ArgumentError("CudaBackend gemm: size " + std::to_string(v) + " exceeds cuBLAS's 32-bit sizes");
@@ -513,12 +616,13 @@ private:
     }
 
     /// Σ x[i] (y null) or Σ x[i]·y[i], in double; synchronises to bring the value to the host.
-    T reduce(const T* x, const T* y, index_t n) {
-        if (n == 0) return T(0);
+    template <class U>
+    C reduce(const U* x, const U* y, index_t n) {
+        if (n == 0) return C(0);
         auto sc = scope();
         const unsigned blocks = std::min<unsigned>(cuda::kernels::pointwise_blocks(n), 1024);
         double* partial = sc.template buffer<double>(blocks + 1);
-        cuda::kernels::sum_partial_kernel<T>
+        cuda::kernels::sum_partial_kernel<U>
             <<<blocks, cuda::kernels::pointwise_threads, 0, stream_>>>(x, y, n, partial);
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
         cuda::kernels::sum_final_kernel<double>
@@ -527,11 +631,11 @@ private:
         double s = 0;
         MMALIGN_CUDA_CHECK(cudaMemcpyAsync(&s, partial + blocks, sizeof(double), cudaMemcpyDeviceToHost, stream_));
         synchronize();
-        return static_cast<T>(s);
+        return static_cast<C>(s);
     }
 
-    void scale_matrices(T beta, T* c, index_t m, index_t n, index_t ldc, index_t stride, index_t batch) {
-        if (beta == T(1)) return;
+    void scale_matrices(C beta, T* c, index_t m, index_t n, index_t ldc, index_t stride, index_t batch) {
+        if (beta == C(1)) return;
         launch_pointwise(batch * m * n, cuda::kernels::scale_matrices_kernel<T>, beta, c, m, n, ldc, stride, batch);
     }
 
@@ -604,5 +708,7 @@ private:
 };
 
 static_assert(Backend<CudaBackend<float>>, "CudaBackend<float> must provide the whole op set.");
+static_assert(Backend<CudaBackend<bfloat16>>, "CudaBackend<bfloat16> must provide the whole op set.");
+static_assert(Backend<CudaBackend<float16>>, "CudaBackend<float16> must provide the whole op set.");
 
 }  // namespace mmalign

@@ -37,12 +37,12 @@ __device__ DeviceMaskRow<T> device_mask_row(index_t b, index_t i, index_t Tk, co
 
 // Σ_d a[d]·b[d] over the head, each lane taking dimensions lane + 32·t; every lane gets the sum.
 template <class T>
-__device__ __forceinline__ T warp_dot(const T* a, const T* b, index_t dh, int lane) {
-    T s = 0;
+__device__ __forceinline__ acc_t<T> warp_dot(const T* a, const T* b, index_t dh, int lane) {
+    acc_t<T> s = 0;
 #pragma unroll
     for (int t = 0; t < dims_per_lane; ++t) {
         const index_t d = lane + t * warp_size;
-        if (d < dh) s += a[d] * b[d];
+        if (d < dh) s += static_cast<acc_t<T>>(a[d]) * static_cast<acc_t<T>>(b[d]);
     }
     return warp_sum(s);
 }
@@ -51,32 +51,33 @@ __device__ __forceinline__ T warp_dot(const T* a, const T* b, index_t dh, int la
 /// or null.
 template <class T>
 __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B, index_t H,
-                                         index_t Tq, index_t Tk, index_t dh, T scale, const std::int32_t* key_keep,
+                                         index_t Tq, index_t Tk, index_t dh, acc_t<T> scale, const std::int32_t* key_keep,
                                          bool causal, index_t causal_offset, const T* additive, index_t add_stride, T* o,
-                                         T* stats) {
+                                         acc_t<T>* stats) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tq;
-    const T neg_inf = -INFINITY;
+    using A = acc_t<T>;
+    const A neg_inf = -INFINITY;
     for (index_t row = global_warp(); row < rows; row += grid_warps()) {
         const index_t b = row / (H * Tq), h = (row / Tq) % H, i = row % Tq;
         const T* qi = q + (b * Tq + i) * D + h * dh;
         const T* kb = k + b * kv_stride + h * dh;
         const T* vb = v + b * kv_stride + h * dh;
         const DeviceMaskRow<T> mr = device_mask_row(b, i, Tk, key_keep, causal, causal_offset, additive, add_stride);
-        T acc[dims_per_lane] = {};
-        T m = neg_inf, l = 0;
+        A acc[dims_per_lane] = {};
+        A m = neg_inf, l = 0;
         for (index_t j = 0; j < mr.end; ++j) {
             if (!mr.visible(j)) continue;  // the same for every lane: no divergence
-            const T s = scale * warp_dot(qi, kb + j * D, dh, lane) + (mr.add ? mr.add[j] : T(0));
+            const A s = scale * warp_dot(qi, kb + j * D, dh, lane) + (mr.add ? static_cast<A>(mr.add[j]) : A(0));
             if (s == neg_inf) continue;
             if (s > m) {
-                const T corr = m == neg_inf ? T(0) : expf(m - s);
+                const A corr = m == neg_inf ? A(0) : expf(m - s);
 #pragma unroll
                 for (int t = 0; t < dims_per_lane; ++t) acc[t] *= corr;
                 l *= corr;
                 m = s;
             }
-            const T p = expf(s - m);
+            const A p = expf(s - m);
             l += p;
             const T* vj = vb + j * D;
 #pragma unroll
@@ -85,7 +86,7 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, ind
                 if (d < dh) acc[t] += p * vj[d];
             }
         }
-        const T inv = l > T(0) ? T(1) / l : T(0);
+        const A inv = l > A(0) ? A(1) / l : A(0);
         T* oi = o + (b * Tq + i) * D + h * dh;
 #pragma unroll
         for (int t = 0; t < dims_per_lane; ++t) {
@@ -93,9 +94,9 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, ind
             if (d < dh) oi[d] = acc[t] * inv;
         }
         if (stats && lane == 0) {
-            T* st = stats + 2 * ((b * H + h) * Tq + i);
-            st[0] = l > T(0) ? m : neg_inf;
-            st[1] = l > T(0) ? logf(l) : T(0);
+            A* st = stats + 2 * ((b * H + h) * Tq + i);
+            st[0] = l > A(0) ? m : neg_inf;
+            st[1] = l > A(0) ? logf(l) : A(0);
         }
     }
 }
@@ -103,22 +104,23 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, ind
 /// d_q [B, Tq, H·dh] assigned; delta [B, H, Tq] receives D_i = d_o_i·o_i for the key pass.
 template <class T>
 __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B,
-                                             index_t H, index_t Tq, index_t Tk, index_t dh, T scale,
+                                             index_t H, index_t Tq, index_t Tk, index_t dh, acc_t<T> scale,
                                              const std::int32_t* key_keep, bool causal, index_t causal_offset,
                                              const T* additive, index_t add_stride, const T* o, const T* d_o,
-                                             const T* stats, T* d_q, T* delta) {
+                                             const acc_t<T>* stats, T* d_q, acc_t<T>* delta) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tq;
-    const T neg_inf = -INFINITY;
+    using A = acc_t<T>;
+    const A neg_inf = -INFINITY;
     for (index_t row = global_warp(); row < rows; row += grid_warps()) {
         const index_t b = row / (H * Tq), h = (row / Tq) % H, i = row % Tq;
         const index_t at = (b * Tq + i) * D + h * dh;
         const T* qi = q + at;
         const T* gi = d_o + at;
-        const T mi = stats[2 * ((b * H + h) * Tq + i)], li = stats[2 * ((b * H + h) * Tq + i) + 1];
-        const T Di = warp_dot(gi, o + at, dh, lane);
+        const A mi = stats[2 * ((b * H + h) * Tq + i)], li = stats[2 * ((b * H + h) * Tq + i) + 1];
+        const A Di = warp_dot(gi, o + at, dh, lane);
         if (lane == 0) delta[(b * H + h) * Tq + i] = Di;
-        T acc[dims_per_lane] = {};
+        A acc[dims_per_lane] = {};
         if (mi != neg_inf) {
             const T* kb = k + b * kv_stride + h * dh;
             const T* vb = v + b * kv_stride + h * dh;
@@ -126,10 +128,10 @@ __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v,
             for (index_t j = 0; j < mr.end; ++j) {
                 if (!mr.visible(j)) continue;
                 const T* kj = kb + j * D;
-                const T s = scale * warp_dot(qi, kj, dh, lane) + (mr.add ? mr.add[j] : T(0));
-                const T p = expf((s - mi) - li);
-                if (p == T(0)) continue;
-                const T ds = p * (warp_dot(gi, vb + j * D, dh, lane) - Di);
+                const A s = scale * warp_dot(qi, kj, dh, lane) + (mr.add ? static_cast<A>(mr.add[j]) : A(0));
+                const A p = expf((s - mi) - li);
+                if (p == A(0)) continue;
+                const A ds = p * (warp_dot(gi, vb + j * D, dh, lane) - Di);
 #pragma unroll
                 for (int t = 0; t < dims_per_lane; ++t) {
                     const index_t d = lane + t * warp_size;
@@ -149,32 +151,33 @@ __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v,
 /// d_k, d_v [B, Tk, H·dh] assigned, one warp per key: Σ over the queries that see key j.
 template <class T>
 __global__ void attention_backward_dkv_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B,
-                                              index_t H, index_t Tq, index_t Tk, index_t dh, T scale,
+                                              index_t H, index_t Tq, index_t Tk, index_t dh, acc_t<T> scale,
                                               const std::int32_t* key_keep, bool causal, index_t causal_offset,
-                                              const T* additive, index_t add_stride, const T* d_o, const T* stats,
-                                              const T* delta, T* d_k, T* d_v) {
+                                              const T* additive, index_t add_stride, const T* d_o, const acc_t<T>* stats,
+                                              const acc_t<T>* delta, T* d_k, T* d_v) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tk;
-    const T neg_inf = -INFINITY;
+    using A = acc_t<T>;
+    const A neg_inf = -INFINITY;
     for (index_t row = global_warp(); row < rows; row += grid_warps()) {
         const index_t b = row / (H * Tk), h = (row / Tk) % H, j = row % Tk;
         const T* kj = k + b * kv_stride + j * D + h * dh;
         const T* vj = v + b * kv_stride + j * D + h * dh;
-        T dk[dims_per_lane] = {}, dv[dims_per_lane] = {};
+        A dk[dims_per_lane] = {}, dv[dims_per_lane] = {};
         const bool kept = key_keep == nullptr || key_keep[b * Tk + j] != 0;
         // Causal: query i sees key j when j ≤ i + offset, i.e. from i = j − offset on.
         const index_t i0 = causal ? max(index_t(0), j - causal_offset) : 0;
         for (index_t i = kept ? i0 : Tq; i < Tq; ++i) {
-            const T mi = stats[2 * ((b * H + h) * Tq + i)], li = stats[2 * ((b * H + h) * Tq + i) + 1];
+            const A mi = stats[2 * ((b * H + h) * Tq + i)], li = stats[2 * ((b * H + h) * Tq + i) + 1];
             if (mi == neg_inf) continue;
             const index_t at = (b * Tq + i) * D + h * dh;
             const T* qi = q + at;
             const T* gi = d_o + at;
             const T* add = additive ? additive + b * add_stride + i * Tk : nullptr;
-            const T s = scale * warp_dot(qi, kj, dh, lane) + (add ? add[j] : T(0));
-            const T p = expf((s - mi) - li);
-            if (p == T(0)) continue;
-            const T ds = p * (warp_dot(gi, vj, dh, lane) - delta[(b * H + h) * Tq + i]);
+            const A s = scale * warp_dot(qi, kj, dh, lane) + (add ? static_cast<A>(add[j]) : A(0));
+            const A p = expf((s - mi) - li);
+            if (p == A(0)) continue;
+            const A ds = p * (warp_dot(gi, vj, dh, lane) - delta[(b * H + h) * Tq + i]);
 #pragma unroll
             for (int t = 0; t < dims_per_lane; ++t) {
                 const index_t d = lane + t * warp_size;

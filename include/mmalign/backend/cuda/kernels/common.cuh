@@ -4,6 +4,8 @@
 // thousand elements) or one block per row (cross-entropy over a vocabulary). Pointwise kernels
 // are grid-stride loops. Every kernel is a template over the element type: header-only code may
 // be included by several translation units, and templates give the kernels one definition.
+// Elements may be a 16-bit storage type (core/float16.hpp): kernels load them into acc_t<T>
+// (float), compute there, and round once when they store.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,9 +13,14 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "mmalign/core/float16.hpp"
 #include "mmalign/core/shape.hpp"
 
 namespace mmalign::cuda::kernels {
+
+/// What a kernel computes an element of type T in: float for float and the 16-bit formats.
+template <class T>
+using acc_t = compute_type_t<T>;
 
 inline constexpr int warp_size = 32;
 inline constexpr int pointwise_threads = 256;
@@ -102,5 +109,24 @@ __device__ __forceinline__ index_t global_thread() {
     return static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
 __device__ __forceinline__ index_t grid_threads() { return static_cast<index_t>(gridDim.x) * blockDim.x; }
+
+/// *p += v. float and double use the hardware's atomicAdd; the 16-bit formats update their
+/// aligned 32-bit word with compare-and-swap, rounding the sum once.
+__device__ __forceinline__ void atomic_add(float* p, float v) { atomicAdd(p, v); }
+__device__ __forceinline__ void atomic_add(double* p, double v) { atomicAdd(p, v); }
+template <class T>
+    requires is_16bit_float_v<T>
+__device__ void atomic_add(T* p, float v) {
+    auto* word = reinterpret_cast<unsigned int*>(reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t(3));
+    const unsigned shift = (reinterpret_cast<std::uintptr_t>(p) & 2u) ? 16u : 0u;
+    unsigned int old = *word, assumed;
+    do {
+        assumed = old;
+        const T cur = T::from_bits(static_cast<std::uint16_t>(assumed >> shift));
+        const T sum = static_cast<float>(cur) + v;
+        const unsigned int next = (assumed & ~(0xffffu << shift)) | (static_cast<unsigned int>(sum.bits) << shift);
+        old = atomicCAS(word, assumed, next);
+    } while (old != assumed);
+}
 
 }  // namespace mmalign::cuda::kernels

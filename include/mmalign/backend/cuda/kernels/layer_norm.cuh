@@ -13,8 +13,9 @@
 namespace mmalign::cuda::kernels {
 
 template <class T>
-__global__ void layer_norm_forward_kernel(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, index_t rows,
-                                          index_t cols, double eps) {
+__global__ void layer_norm_forward_kernel(const T* x, const T* w, const T* b, T* y, acc_t<T>* mean, acc_t<T>* rstd,
+                                          index_t rows, index_t cols, double eps) {
+    using A = acc_t<T>;
     const int lane = threadIdx.x % warp_size;
     for (index_t r = global_warp(); r < rows; r += grid_warps()) {
         const T* xr = x + r * cols;
@@ -24,12 +25,13 @@ __global__ void layer_norm_forward_kernel(const T* x, const T* w, const T* b, T*
         m = warp_sum(m) / static_cast<double>(cols);
         double v = 0;
         for (index_t i = lane; i < cols; i += warp_size) {
-            const double d = xr[i] - m;
+            const double d = static_cast<A>(xr[i]) - m;
             v += d * d;
         }
         v = warp_sum(v) / static_cast<double>(cols);
-        const T mt = static_cast<T>(m), st = static_cast<T>(1.0 / sqrt(v + eps));
-        for (index_t i = lane; i < cols; i += warp_size) yr[i] = (xr[i] - mt) * st * w[i] + b[i];
+        const A mt = static_cast<A>(m), st = static_cast<A>(1.0 / sqrt(v + eps));
+        for (index_t i = lane; i < cols; i += warp_size)
+            yr[i] = (static_cast<A>(xr[i]) - mt) * st * static_cast<A>(w[i]) + static_cast<A>(b[i]);
         if (lane == 0) {
             if (mean) mean[r] = mt;
             if (rstd) rstd[r] = st;
@@ -38,27 +40,28 @@ __global__ void layer_norm_forward_kernel(const T* x, const T* w, const T* b, T*
 }
 
 template <class T>
-__global__ void layer_norm_backward_input_kernel(const T* d_y, const T* x, const T* w, const T* mean, const T* rstd,
-                                                 T* d_x, index_t rows, index_t cols) {
+__global__ void layer_norm_backward_input_kernel(const T* d_y, const T* x, const T* w, const acc_t<T>* mean,
+                                                 const acc_t<T>* rstd, T* d_x, index_t rows, index_t cols) {
+    using A = acc_t<T>;
     const int lane = threadIdx.x % warp_size;
     for (index_t r = global_warp(); r < rows; r += grid_warps()) {
         const T* gy = d_y + r * cols;
         const T* xr = x + r * cols;
-        const T m = mean[r], s = rstd[r];
+        const A m = mean[r], s = rstd[r];
         double sum_g = 0, sum_gx = 0;
         for (index_t i = lane; i < cols; i += warp_size) {
-            const double g = static_cast<double>(gy[i]) * w[i];
+            const double g = static_cast<double>(static_cast<A>(gy[i])) * static_cast<A>(w[i]);
             sum_g += g;
-            sum_gx += g * ((xr[i] - m) * s);
+            sum_gx += g * ((static_cast<A>(xr[i]) - m) * s);
         }
         sum_g = warp_sum(sum_g);
         sum_gx = warp_sum(sum_gx);
-        const T mg = static_cast<T>(sum_g / static_cast<double>(cols));
-        const T mgx = static_cast<T>(sum_gx / static_cast<double>(cols));
+        const A mg = static_cast<A>(sum_g / static_cast<double>(cols));
+        const A mgx = static_cast<A>(sum_gx / static_cast<double>(cols));
         T* dx = d_x + r * cols;
         for (index_t i = lane; i < cols; i += warp_size) {
-            const T xhat = (xr[i] - m) * s;
-            dx[i] = s * (gy[i] * w[i] - mg - xhat * mgx);
+            const A xhat = (static_cast<A>(xr[i]) - m) * s;
+            dx[i] = s * (static_cast<A>(gy[i]) * static_cast<A>(w[i]) - mg - xhat * mgx);
         }
     }
 }
@@ -67,16 +70,16 @@ __global__ void layer_norm_backward_input_kernel(const T* d_y, const T* x, const
 /// into partial[y][col] (double; d_b's partials follow d_w's at partial + splits·cols).
 /// Block: warp_size × column_block_rows threads.
 template <class T>
-__global__ void layer_norm_backward_params_partial_kernel(const T* d_y, const T* x, const T* mean, const T* rstd,
-                                                          double* partial, index_t rows, index_t cols, index_t chunk) {
+__global__ void layer_norm_backward_params_partial_kernel(const T* d_y, const T* x, const acc_t<T>* mean,
+                                                          const acc_t<T>* rstd, double* partial, index_t rows, index_t cols, index_t chunk) {
     __shared__ double sw[column_block_rows][warp_size + 1], sb[column_block_rows][warp_size + 1];
     const index_t col = static_cast<index_t>(blockIdx.x) * warp_size + threadIdx.x;
     const index_t r0 = static_cast<index_t>(blockIdx.y) * chunk, r1 = min(rows, r0 + chunk);
     double aw = 0, ab = 0;
     if (col < cols)
         for (index_t r = r0 + threadIdx.y; r < r1; r += column_block_rows) {
-            const T gy = d_y[r * cols + col];
-            aw += gy * ((x[r * cols + col] - mean[r]) * rstd[r]);
+            const acc_t<T> gy = d_y[r * cols + col];
+            aw += gy * ((static_cast<acc_t<T>>(x[r * cols + col]) - mean[r]) * rstd[r]);
             ab += gy;
         }
     sw[threadIdx.y][threadIdx.x] = aw;

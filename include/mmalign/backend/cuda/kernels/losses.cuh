@@ -17,29 +17,30 @@ namespace mmalign::cuda::kernels {
 /// lse [rows] and row_loss [rows] (double, 0 for ignored rows). targets: device [rows].
 template <class T>
 __global__ void cross_entropy_forward_kernel(const T* logits, const std::int32_t* targets, index_t rows,
-                                             index_t classes, std::int32_t ignore_index, T label_smoothing, T* lse,
-                                             double* row_loss) {
+                                             index_t classes, std::int32_t ignore_index, acc_t<T> label_smoothing,
+                                             acc_t<T>* lse, double* row_loss) {
+    using A = acc_t<T>;
     for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T* x = logits + r * classes;
-        T mx = -INFINITY;
-        for (index_t c = threadIdx.x; c < classes; c += blockDim.x) mx = max(mx, x[c]);
-        mx = block_max(mx, T(-INFINITY));
+        A mx = -INFINITY;
+        for (index_t c = threadIdx.x; c < classes; c += blockDim.x) mx = max(mx, static_cast<A>(x[c]));
+        mx = block_max(mx, A(-INFINITY));
         double s = 0;
-        for (index_t c = threadIdx.x; c < classes; c += blockDim.x) s += exp(static_cast<double>(x[c] - mx));
+        for (index_t c = threadIdx.x; c < classes; c += blockDim.x) s += exp(static_cast<double>(static_cast<A>(x[c]) - mx));
         s = block_sum(s);
-        const T l = mx + static_cast<T>(log(s));
+        const A l = mx + static_cast<A>(log(s));
         const std::int32_t t = targets[r];
         double mean_nll = 0;
-        if (t != ignore_index && label_smoothing != T(0)) {
-            for (index_t c = threadIdx.x; c < classes; c += blockDim.x) mean_nll += l - x[c];
+        if (t != ignore_index && label_smoothing != A(0)) {
+            for (index_t c = threadIdx.x; c < classes; c += blockDim.x) mean_nll += l - static_cast<A>(x[c]);
             mean_nll = block_sum(mean_nll) / static_cast<double>(classes);
         }
         if (threadIdx.x == 0) {
             lse[r] = l;
             double nll = 0;
             if (t != ignore_index) {
-                nll = l - x[t];
-                if (label_smoothing != T(0)) nll = (1.0 - label_smoothing) * nll + label_smoothing * mean_nll;
+                nll = l - static_cast<A>(x[t]);
+                if (label_smoothing != A(0)) nll = (1.0 - label_smoothing) * nll + label_smoothing * mean_nll;
             }
             row_loss[r] = nll;
         }
@@ -48,56 +49,61 @@ __global__ void cross_entropy_forward_kernel(const T* logits, const std::int32_t
 
 /// d_logits [rows, classes] (assigned); g = d_loss / count, off = ε / C.
 template <class T>
-__global__ void cross_entropy_backward_kernel(const T* logits, const std::int32_t* targets, const T* lse, index_t rows,
-                                              index_t classes, std::int32_t ignore_index, T label_smoothing, T g,
-                                              T off, T* d_logits) {
+__global__ void cross_entropy_backward_kernel(const T* logits, const std::int32_t* targets, const acc_t<T>* lse,
+                                              index_t rows, index_t classes, std::int32_t ignore_index,
+                                              acc_t<T> label_smoothing, acc_t<T> g, acc_t<T> off, T* d_logits) {
+    using A = acc_t<T>;
     const index_t n = rows * classes;
     for (index_t i = global_thread(); i < n; i += grid_threads()) {
         const index_t r = i / classes, c = i % classes;
         const std::int32_t t = targets[r];
         if (t == ignore_index) {
-            d_logits[i] = T(0);
+            d_logits[i] = A(0);
             continue;
         }
-        T d = g * (expf(logits[i] - lse[r]) - off);
-        if (c == t) d -= g * (T(1) - label_smoothing);
+        A d = g * (expf(static_cast<A>(logits[i]) - lse[r]) - off);
+        if (c == t) d -= g * (A(1) - label_smoothing);
         d_logits[i] = d;
     }
 }
 
 template <class T>
-__global__ void l2_normalize_forward_kernel(const T* x, T* y, T* norm, index_t rows, index_t cols, T eps) {
+__global__ void l2_normalize_forward_kernel(const T* x, T* y, acc_t<T>* norm, index_t rows, index_t cols,
+                                            acc_t<T> eps) {
+    using A = acc_t<T>;
     const int lane = threadIdx.x % warp_size;
     for (index_t r = global_warp(); r < rows; r += grid_warps()) {
         const T* xr = x + r * cols;
-        T s = 0;
-        for (index_t i = lane; i < cols; i += warp_size) s += xr[i] * xr[i];
+        A s = 0;
+        for (index_t i = lane; i < cols; i += warp_size) s += static_cast<A>(xr[i]) * static_cast<A>(xr[i]);
         s = warp_sum(s);
-        const T n = sqrt(s);
+        const A n = sqrt(s);
         const bool floored = n < eps;
-        const T d = floored ? eps : n;
-        for (index_t i = lane; i < cols; i += warp_size) y[r * cols + i] = xr[i] / d;
+        const A d = floored ? eps : n;
+        for (index_t i = lane; i < cols; i += warp_size) y[r * cols + i] = static_cast<A>(xr[i]) / d;
         if (norm && lane == 0) norm[r] = floored ? -eps : n;
     }
 }
 
 template <class T>
-__global__ void l2_normalize_backward_kernel(const T* d_y, const T* y, const T* norm, T* d_x, index_t rows,
+__global__ void l2_normalize_backward_kernel(const T* d_y, const T* y, const acc_t<T>* norm, T* d_x, index_t rows,
                                              index_t cols) {
+    using A = acc_t<T>;
     const int lane = threadIdx.x % warp_size;
     for (index_t r = global_warp(); r < rows; r += grid_warps()) {
         const T* gy = d_y + r * cols;
         const T* yr = y + r * cols;
         T* dx = d_x + r * cols;
-        const T nr = norm[r];
-        if (nr < T(0)) {
-            for (index_t i = lane; i < cols; i += warp_size) dx[i] = gy[i] / -nr;
+        const A nr = norm[r];
+        if (nr < A(0)) {
+            for (index_t i = lane; i < cols; i += warp_size) dx[i] = static_cast<A>(gy[i]) / -nr;
             continue;
         }
-        T dot = 0;
-        for (index_t i = lane; i < cols; i += warp_size) dot += yr[i] * gy[i];
+        A dot = 0;
+        for (index_t i = lane; i < cols; i += warp_size) dot += static_cast<A>(yr[i]) * static_cast<A>(gy[i]);
         dot = warp_sum(dot);
-        for (index_t i = lane; i < cols; i += warp_size) dx[i] = (gy[i] - yr[i] * dot) / nr;
+        for (index_t i = lane; i < cols; i += warp_size)
+            dx[i] = (static_cast<A>(gy[i]) - static_cast<A>(yr[i]) * dot) / nr;
     }
 }
 

@@ -70,24 +70,26 @@ __global__ void add_kernel(const T* a, const T* b, T* y, index_t n) {
 
 /// y += alpha · x. The product is rounded before the sum (no fused multiply-add), as on the CPU.
 template <class T>
-__global__ void axpy_kernel(T alpha, const T* x, T* y, index_t n) {
-    for (index_t i = global_thread(); i < n; i += grid_threads()) y[i] = y[i] + __fmul_rn(alpha, x[i]);
+__global__ void axpy_kernel(acc_t<T> alpha, const T* x, T* y, index_t n) {
+    for (index_t i = global_thread(); i < n; i += grid_threads())
+        y[i] = static_cast<acc_t<T>>(y[i]) + __fmul_rn(alpha, static_cast<acc_t<T>>(x[i]));
 }
 
 template <class T>
-__global__ void scale_kernel(T alpha, T* x, index_t n) {
-    for (index_t i = global_thread(); i < n; i += grid_threads()) x[i] *= alpha;
+__global__ void scale_kernel(acc_t<T> alpha, T* x, index_t n) {
+    for (index_t i = global_thread(); i < n; i += grid_threads()) x[i] = alpha * static_cast<acc_t<T>>(x[i]);
 }
 
 /// C[b][r, c] = beta · C[b][r, c] over a strided batch of row-major m×n matrices (0 when beta is
 /// 0, so that NaN in uninitialised memory does not survive): the product with k = 0.
 template <class T>
-__global__ void scale_matrices_kernel(T beta, T* c, index_t m, index_t n, index_t ldc, index_t stride, index_t batch) {
+__global__ void scale_matrices_kernel(acc_t<T> beta, T* c, index_t m, index_t n, index_t ldc, index_t stride,
+                                      index_t batch) {
     const index_t total = batch * m * n;
     for (index_t i = global_thread(); i < total; i += grid_threads()) {
         const index_t b = i / (m * n), r = (i / n) % m, col = i % n;
         T& v = c[b * stride + r * ldc + col];
-        v = beta == T(0) ? T(0) : beta * v;
+        v = beta == 0 ? acc_t<T>(0) : beta * static_cast<acc_t<T>>(v);
     }
 }
 
@@ -121,28 +123,48 @@ template <class T>
 __global__ void bias_activation_kernel(T* y, const T* bias, Activation a, T* pre, index_t rows, index_t cols) {
     const index_t n = rows * cols;
     for (index_t i = global_thread(); i < n; i += grid_threads()) {
-        const T v = bias ? y[i] + bias[i % cols] : y[i];
+        const float v = bias ? static_cast<float>(y[i]) + static_cast<float>(bias[i % cols]) : static_cast<float>(y[i]);
         if (pre) pre[i] = v;
         y[i] = activate(a, v);
     }
 }
 
 /// One AdamW update in torch's order of operations (CpuBackend::adamw_step): decoupled weight
-/// decay, moment updates, then p += −step_size · m / (√v / √(1 − β₂ᵗ) + eps).
+/// decay, moment updates, then p += −step_size · m / (√v / √(1 − β₂ᵗ) + eps). The gradient is
+/// multiplied by grad_scale first (1/loss scale; skipped at 1). With `master` (mixed precision)
+/// the update runs on the float master copy and p receives it rounded to T; moments are float.
 template <class T>
-__global__ void adamw_kernel(T* p, const T* g, T* m, T* v, index_t n, bool decay_on, T decay, T b1, T b2, T eps,
-                             T step_size, T bc2_sqrt) {
+__global__ void adamw_kernel(T* p, acc_t<T>* master, const T* g, acc_t<T>* m, acc_t<T>* v, index_t n, bool decay_on,
+                             acc_t<T> decay, acc_t<T> b1, acc_t<T> b2, acc_t<T> eps, acc_t<T> step_size,
+                             acc_t<T> bc2_sqrt, acc_t<T> grad_scale) {
+    using A = acc_t<T>;
     for (index_t i = global_thread(); i < n; i += grid_threads()) {
-        T pi = p[i];
-        const T gi = g[i];
+        A pi = master ? master[i] : static_cast<A>(p[i]);
+        A gi = static_cast<A>(g[i]);
+        if (grad_scale != A(1)) gi *= grad_scale;
         if (decay_on) pi *= decay;
-        const T mi = m[i] + (gi - m[i]) * (T(1) - b1);
-        const T vi = v[i] * b2 + (T(1) - b2) * gi * gi;
+        const A mi = m[i] + (gi - m[i]) * (A(1) - b1);
+        const A vi = v[i] * b2 + (A(1) - b2) * gi * gi;
         pi += -step_size * mi / (sqrt(vi) / bc2_sqrt + eps);
         m[i] = mi;
         v[i] = vi;
+        if (master) master[i] = pi;
         p[i] = pi;
     }
+}
+
+/// y = x converted element by element (float ↔ 16-bit storage), rounded to nearest even.
+template <class U, class V>
+__global__ void cast_kernel(const U* x, V* y, index_t n) {
+    for (index_t i = global_thread(); i < n; i += grid_threads()) y[i] = static_cast<V>(static_cast<float>(x[i]));
+}
+
+/// *flag = 1 when any of x[0 .. n) is infinite or NaN (a loss-scaled gradient that overflowed).
+template <class T>
+__global__ void nonfinite_flag_kernel(const T* x, index_t n, int* flag) {
+    bool bad = false;
+    for (index_t i = global_thread(); i < n; i += grid_threads()) bad |= !isfinite(static_cast<acc_t<T>>(x[i]));
+    if (__syncthreads_or(bad) && threadIdx.x == 0) *flag = 1;
 }
 
 }  // namespace mmalign::cuda::kernels

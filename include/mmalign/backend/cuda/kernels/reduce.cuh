@@ -26,7 +26,7 @@ __global__ void column_sum_partial_kernel(const T* x, double* partial, index_t r
     const index_t r0 = static_cast<index_t>(blockIdx.y) * chunk, r1 = min(rows, r0 + chunk);
     double a = 0;
     if (col < cols)
-        for (index_t r = r0 + threadIdx.y; r < r1; r += column_block_rows) a += x[r * cols + col];
+        for (index_t r = r0 + threadIdx.y; r < r1; r += column_block_rows) a += static_cast<acc_t<T>>(x[r * cols + col]);
     s[threadIdx.y][threadIdx.x] = a;
     __syncthreads();
     if (threadIdx.y == 0 && col < cols) {
@@ -44,12 +44,12 @@ __global__ void column_partials_accumulate_kernel(const double* partial, index_t
         if (out0) {
             double s = 0;
             for (index_t k = 0; k < splits; ++k) s += partial[k * cols + c];
-            out0[c] += static_cast<T>(s);
+            out0[c] = static_cast<acc_t<T>>(out0[c]) + static_cast<acc_t<T>>(s);
         }
         if (out1) {
             double s = 0;
             for (index_t k = 0; k < splits; ++k) s += partial[(splits + k) * cols + c];
-            out1[c] += static_cast<T>(s);
+            out1[c] = static_cast<acc_t<T>>(out1[c]) + static_cast<acc_t<T>>(s);
         }
     }
 }
@@ -60,9 +60,9 @@ template <class T>
 __global__ void sum_partial_kernel(const T* x, const T* y, index_t n, double* partial) {
     double a = 0;
     if (y)
-        for (index_t i = global_thread(); i < n; i += grid_threads()) a += static_cast<double>(x[i]) * y[i];
+        for (index_t i = global_thread(); i < n; i += grid_threads()) a += static_cast<double>(static_cast<acc_t<T>>(x[i])) * static_cast<acc_t<T>>(y[i]);
     else
-        for (index_t i = global_thread(); i < n; i += grid_threads()) a += x[i];
+        for (index_t i = global_thread(); i < n; i += grid_threads()) a += static_cast<acc_t<T>>(x[i]);
     a = block_sum(a);
     if (threadIdx.x == 0) partial[blockIdx.x] = a;
 }

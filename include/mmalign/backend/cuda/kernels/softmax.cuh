@@ -16,12 +16,13 @@ namespace mmalign::cuda::kernels {
 
 /// key_keep: device [B, Tk] or null; additive: device, row i of batch b at b·add_stride + i·Tk, or null.
 template <class T>
-__global__ void attention_softmax_forward_kernel(T* s, index_t B, index_t H, index_t Tq, index_t Tk, T scale,
+__global__ void attention_softmax_forward_kernel(T* s, index_t B, index_t H, index_t Tq, index_t Tk, acc_t<T> scale,
                                                  const std::int32_t* key_keep, bool causal, index_t causal_offset,
                                                  const T* additive, index_t add_stride) {
+    using A = acc_t<T>;
     const int lane = threadIdx.x % warp_size;
     const index_t rows = B * H * Tq;
-    const T neg_inf = -INFINITY;
+    const A neg_inf = -INFINITY;
     for (index_t row = global_warp(); row < rows; row += grid_warps()) {
         const index_t b = row / (H * Tq), i = row % Tq;
         T* sr = s + row * Tk;
@@ -29,43 +30,42 @@ __global__ void attention_softmax_forward_kernel(T* s, index_t B, index_t H, ind
         const T* add = additive ? additive + b * add_stride + i * Tk : nullptr;
         index_t visible_end = Tk;
         if (causal) visible_end = max(index_t(0), min(Tk, i + causal_offset + 1));
-        T mx = neg_inf;
+        A mx = neg_inf;
         for (index_t j = lane; j < visible_end; j += warp_size) {
             if (keep && keep[j] == 0) continue;
-            T v = sr[j] * scale;
+            A v = sr[j] * scale;
             if (add) v += add[j];
             mx = max(mx, v);
         }
         mx = warp_max(mx);
-        T sum = 0;
-        for (index_t j = lane; j < Tk; j += warp_size) {
-            const bool hidden = j >= visible_end || (keep && keep[j] == 0);
-            T e = 0;
-            if (!hidden && mx != neg_inf) {
-                T v = sr[j] * scale;
-                if (add) v += add[j];
-                e = expf(v - mx);
-            }
-            sr[j] = e;
-            sum += e;
-        }
+        // The exponentials are computed twice (for the sum, then for the output) instead of stored
+        // and rescaled: one write per element, and a 16-bit row is rounded once, not twice.
+        auto exp_at = [&](index_t j) -> A {
+            if (j >= visible_end || (keep && keep[j] == 0) || mx == neg_inf) return A(0);
+            A v = sr[j] * scale;
+            if (add) v += add[j];
+            return expf(v - mx);
+        };
+        A sum = 0;
+        for (index_t j = lane; j < Tk; j += warp_size) sum += exp_at(j);
         sum = warp_sum(sum);
-        const T inv = sum > T(0) ? T(1) / sum : T(0);
-        for (index_t j = lane; j < Tk; j += warp_size) sr[j] *= inv;
+        const A inv = sum > A(0) ? A(1) / sum : A(0);
+        for (index_t j = lane; j < Tk; j += warp_size) sr[j] = exp_at(j) * inv;
     }
 }
 
 /// d holds d_P on entry and d_S on return; p [rows, Tk] is the forward's output.
 template <class T>
-__global__ void attention_softmax_backward_kernel(const T* p, T* d, index_t rows, index_t Tk, T scale) {
+__global__ void attention_softmax_backward_kernel(const T* p, T* d, index_t rows, index_t Tk, acc_t<T> scale) {
+    using A = acc_t<T>;
     const int lane = threadIdx.x % warp_size;
     for (index_t r = global_warp(); r < rows; r += grid_warps()) {
         const T* pr = p + r * Tk;
         T* dr = d + r * Tk;
-        T dot = 0;
-        for (index_t j = lane; j < Tk; j += warp_size) dot += dr[j] * pr[j];
+        A dot = 0;
+        for (index_t j = lane; j < Tk; j += warp_size) dot += static_cast<A>(dr[j]) * static_cast<A>(pr[j]);
         dot = warp_sum(dot);
-        for (index_t j = lane; j < Tk; j += warp_size) dr[j] = scale * pr[j] * (dr[j] - dot);
+        for (index_t j = lane; j < Tk; j += warp_size) dr[j] = scale * static_cast<A>(pr[j]) * (static_cast<A>(dr[j]) - dot);
     }
 }
 
@@ -74,19 +74,17 @@ template <class T>
 __global__ void softmax_rows_kernel(const T* x, T* y, index_t rows, index_t cols) {
     const int lane = threadIdx.x % warp_size;
     for (index_t r = global_warp(); r < rows; r += grid_warps()) {
+        using A = acc_t<T>;
         const T* xr = x + r * cols;
         T* yr = y + r * cols;
-        T mx = -INFINITY;
-        for (index_t j = lane; j < cols; j += warp_size) mx = max(mx, xr[j]);
+        A mx = -INFINITY;
+        for (index_t j = lane; j < cols; j += warp_size) mx = max(mx, static_cast<A>(xr[j]));
         mx = warp_max(mx);
-        T sum = 0;
-        for (index_t j = lane; j < cols; j += warp_size) {
-            const T e = expf(xr[j] - mx);
-            yr[j] = e;
-            sum += e;
-        }
+        A sum = 0;
+        for (index_t j = lane; j < cols; j += warp_size) sum += expf(static_cast<A>(xr[j]) - mx);
         sum = warp_sum(sum);
-        for (index_t j = lane; j < cols; j += warp_size) yr[j] /= sum;
+        // y may alias x: each lane reads x[j] before it writes y[j], and no lane touches another's j.
+        for (index_t j = lane; j < cols; j += warp_size) yr[j] = expf(static_cast<A>(xr[j]) - mx) / sum;
     }
 }
 

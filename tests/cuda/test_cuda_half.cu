@@ -1,0 +1,428 @@
+// The 16-bit CUDA backends, CudaBackend<bfloat16> and CudaBackend<float16>, against the CPU's float
+// backend on the same inputs rounded to the format. Tolerances follow from the format's unit
+// roundoff u (bfloat16 2^-8, float16 2^-11), fixed before the first GPU run:
+//  * one op: inputs are exactly representable, the device computes in float and rounds the
+//    output once, so each element is within u·|want| plus float accumulation noise: 2u of the
+//    largest |want|.
+//  * modules and models: every stored activation is rounded, so errors compound over layers; the
+//    relative norm of the difference must stay within 8u (forward) and 16u (gradients).
+//  * statistics (LayerNorm mean/rstd, log-sum-exps, losses) are float: 1e-5 of the CPU's.
+// Mixed-precision training: float16 with loss scaling and float master weights follows the CPU's
+// float run (losses within the bound above, the 3-step update's direction within cosine 0.95).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_support.hpp"
+#include "mmalign/core/float16.hpp"
+#include "mmalign/io/hf_config.hpp"
+#include "mmalign/io/safetensors.hpp"
+#include "mmalign/models/clip.hpp"
+#include "mmalign/nn/transformer_stack.hpp"
+#include "mmalign/objectives/contrastive.hpp"
+#include "mmalign/train/adamw.hpp"
+#include "mmalign/train/loss_scaler.hpp"
+#include "support/clip_step.hpp"
+
+using namespace mmalign;
+using test::Cpu;
+using test::random_host;
+
+namespace {
+
+template <class T>
+constexpr double unit_roundoff = std::is_same_v<T, bfloat16> ? 1.0 / 256 : 1.0 / 2048;
+
+/// x rounded to T and back: the value a 16-bit tensor holds.
+template <class T>
+Tensor<float> rounded(const Tensor<float>& x) {
+    Tensor<float> r(x.shape());
+    for (index_t i = 0; i < x.numel(); ++i) r.data()[i] = static_cast<float>(T(x.data()[i]));
+    return r;
+}
+template <class T>
+Tensor<float> random_rounded(Shape s, unsigned seed, double lo = -1, double hi = 1) {
+    return rounded<T>(random_host(s, seed, lo, hi));
+}
+template <class T>
+DeviceTensor<T> up(CudaBackend<T>& be, const Tensor<float>& h) {
+    DeviceTensor<T> d(h.shape());
+    be.from_host(h.cview(), d.view());
+    return d;
+}
+template <class T>
+Tensor<float> down(CudaBackend<T>& be, ConstView<T> d) {
+    Tensor<float> h(d.shape());
+    be.to_host(d, h.view());
+    return h;
+}
+template <class T>
+DeviceTensor<T> poisoned(Shape s) {
+    return DeviceTensor<T>(s, std::numeric_limits<T>::quiet_NaN());
+}
+/// Element-wise: max |got − want| ≤ tol · max(1, max |want|), every element written.
+template <class T>
+void check_op(CudaBackend<T>& be, const std::string& what, ConstView<T> got, ConstView<float> want, double tol) {
+    const Tensor<float> g = down(be, got);
+    test::check_close(what, g.view(), want, tol);
+}
+/// ‖got − want‖ / ‖want‖ ≤ tol, every element written.
+inline void check_norm(const std::string& what, ConstView<float> got, ConstView<float> want, double tol) {
+    REQUIRE(got.shape() == want.shape());
+    const test::Comparison c = test::compare(got, want);
+    INFO(what << ": relative norm error " << c.rel_norm << " (max |diff| " << c.max_abs << ", max |want| " << c.scale
+              << "), tolerance " << tol);
+    CHECK(c.finite);
+    CHECK(c.rel_norm <= tol);
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("16-bit storage: the device rounds float like the host, and widening is exact", T, bfloat16, float16) {
+    CudaBackend<T> be;
+    Tensor<float> x = random_host({1000}, 1, -3, 3);
+    x.data()[0] = 1e-7f, x.data()[1] = 70000.f, x.data()[2] = -0.f, x.data()[3] = 1.00390625f;
+    DeviceTensor<T> d = up(be, x);  // rounded on the host
+    DeviceTensor<float> f(x.shape());
+    f.copy_from_host(x.cview());  // float on the device
+    DeviceTensor<T> c(x.shape());
+    be.cast(f.cview(), c.view());  // rounded by the kernel
+    std::vector<T> a(1000), b(1000);
+    be.to_host(d.cview(), TensorView<T>(a.data(), x.shape()));
+    be.to_host(c.cview(), TensorView<T>(b.data(), x.shape()));
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        CAPTURE(i);
+        REQUIRE(a[i].bits == T(x.data()[i]).bits);
+        REQUIRE(b[i].bits == a[i].bits);
+    }
+    DeviceTensor<float> w(x.shape());
+    be.cast(c.cview(), w.view());
+    Tensor<float> back(x.shape());
+    be.to_host(w.cview(), back.view());  // float statistics-style transfer
+    for (index_t i = 0; i < x.numel(); ++i) REQUIRE(back.data()[i] == static_cast<float>(a[static_cast<std::size_t>(i)]));
+}
+
+TEST_CASE_TEMPLATE("16-bit gemms accumulate in float and round once: plain, strided and (batch, head) products", T,
+                   bfloat16, float16) {
+    const double tol = 2 * unit_roundoff<T>;
+    Cpu cpu;
+    CudaBackend<T> be;
+    for (Trans ta : {Trans::N, Trans::T})
+        for (Trans tb : {Trans::N, Trans::T}) {
+            CAPTURE(int(ta));
+            CAPTURE(int(tb));
+            const index_t m = 37, n = 45, k = 70;
+            const Tensor<float> a = random_rounded<T>({m * k}, 2), b = random_rounded<T>({k * n}, 3);
+            const Tensor<float> c0 = random_rounded<T>({m * n}, 4);
+            const index_t lda = ta == Trans::N ? k : m, ldb = tb == Trans::N ? n : k;
+            Tensor<float> want = c0;
+            cpu.gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, 0.25f, want.data(), n);
+            auto da = up(be, a), db = up(be, b), dc = up(be, c0);
+            be.gemm(ta, tb, m, n, k, 0.5f, da.data(), lda, db.data(), ldb, 0.25f, dc.data(), n);
+            check_op(be, "gemm", dc.cview(), want.view(), tol);
+        }
+    // Attention's score product over [B, T, H·dh] rows: a pointer-array batch.
+    const index_t B = 2, H = 3, Tq = 5, dh = 8, D = H * dh;
+    const Tensor<float> q = random_rounded<T>({B, Tq, D}, 5), k = random_rounded<T>({B, Tq, D}, 6);
+    Tensor<float> want(Shape{B, H, Tq, Tq});
+    cpu.gemm_batched_2d(Trans::N, Trans::T, Tq, Tq, dh, 1.f, q.data(), D, Tq * D, dh, k.data(), D, Tq * D, dh, 0.f,
+                        want.data(), Tq, H * Tq * Tq, Tq * Tq, B, H);
+    auto dq = up(be, q), dk = up(be, k);
+    auto ds = poisoned<T>(want.shape());
+    be.gemm_batched_2d(Trans::N, Trans::T, Tq, Tq, dh, 1.f, dq.data(), D, Tq * D, dh, dk.data(), D, Tq * D, dh, 0.f,
+                       ds.data(), Tq, H * Tq * Tq, Tq * Tq, B, H);
+    check_op(be, "batched scores", ds.cview(), want.view(), tol);
+    Tensor<float> want_s(Shape{3, 5, 4});
+    const Tensor<float> x = random_rounded<T>({3, 5, 6}, 7), y = random_rounded<T>({3, 6, 4}, 8);
+    cpu.gemm_strided_batched(Trans::N, Trans::N, 5, 4, 6, 1.f, x.data(), 6, 30, y.data(), 4, 24, 0.f, want_s.data(), 4,
+                             20, 3);
+    auto dx = up(be, x), dy = up(be, y);
+    auto dz = poisoned<T>(want_s.shape());
+    be.gemm_strided_batched(Trans::N, Trans::N, 5, 4, 6, 1.f, dx.data(), 6, 30, dy.data(), 4, 24, 0.f, dz.data(), 4, 20,
+                            3);
+    check_op(be, "strided batch", dz.cview(), want_s.view(), tol);
+}
+
+TEST_CASE_TEMPLATE("16-bit row kernels: linear epilogue, LayerNorm (float statistics), softmaxes, activations", T,
+                   bfloat16, float16) {
+    const double tol = 2 * unit_roundoff<T>;
+    Cpu cpu;
+    CudaBackend<T> be;
+    const index_t M = 13, K = 24, N = 40;
+    const Tensor<float> x = random_rounded<T>({M, K}, 10), w = random_rounded<T>({N, K}, 11),
+                        bias = random_rounded<T>({N}, 12);
+    for (Activation act : {Activation::none, Activation::gelu, Activation::quick_gelu, Activation::relu}) {
+        Tensor<float> y(Shape{M, N}), pre(Shape{M, N});
+        cpu.linear_forward(x.view(), w.view(), bias.data(), act, y.view(), pre.data());
+        auto dx = up(be, x), dw = up(be, w), db = up(be, bias);
+        auto gy = poisoned<T>({M, N}), gp = poisoned<T>({M, N});
+        be.linear_forward(dx.cview(), dw.cview(), db.data(), act, gy.view(), gp.data());
+        // The product is rounded once before the epilogue reads it: two roundings on y.
+        check_op(be, "linear y", gy.cview(), y.view(), 2 * tol);
+        check_op(be, "linear pre", gp.cview(), pre.view(), tol);
+    }
+    // LayerNorm with a large common offset: float statistics keep it exact enough.
+    const index_t C = 48;
+    Tensor<float> xn = random_rounded<T>({M, C}, 13, -2, 2);
+    for (index_t i = 0; i < xn.numel(); ++i) xn.data()[i] = static_cast<float>(T(xn.data()[i] + 8.0f));
+    const Tensor<float> g = random_rounded<T>({C}, 14, 0.5, 1.5), b = random_rounded<T>({C}, 15),
+                        dy = random_rounded<T>({M, C}, 16);
+    Tensor<float> y(xn.shape()), mean(Shape{M}), rstd(Shape{M}), dxn(xn.shape()), dg(Shape{C}, 0.f), dbn(Shape{C}, 0.f);
+    cpu.layer_norm_forward(xn.view(), g.view(), b.view(), 1e-5, y.view(), mean.data(), rstd.data());
+    cpu.layer_norm_backward(dy.view(), xn.view(), g.view(), mean.data(), rstd.data(), dxn.view(), dg.data(), dbn.data());
+    auto gx = up(be, xn), gg = up(be, g), gb = up(be, b), gdy = up(be, dy);
+    auto gyn = poisoned<T>(xn.shape()), gdx = poisoned<T>(xn.shape());
+    DeviceTensor<float> gmean(Shape{M}), grstd(Shape{M});
+    auto gdg = up(be, Tensor<float>(Shape{C}, 0.f)), gdb = up(be, Tensor<float>(Shape{C}, 0.f));
+    be.layer_norm_forward(gx.cview(), gg.cview(), gb.cview(), 1e-5, gyn.view(), gmean.data(), grstd.data());
+    be.layer_norm_backward(gdy.cview(), gx.cview(), gg.cview(), gmean.data(), grstd.data(), gdx.view(), gdg.data(),
+                           gdb.data());
+    check_op(be, "layer_norm y", gyn.cview(), y.view(), tol);
+    Tensor<float> hm(Shape{M}), hr(Shape{M});
+    be.to_host(gmean.cview(), hm.view());
+    be.to_host(grstd.cview(), hr.view());
+    test::check_close("layer_norm mean (float)", hm.view(), mean.view(), 1e-5);
+    test::check_close("layer_norm rstd (float)", hr.view(), rstd.view(), 1e-5);
+    check_op(be, "layer_norm d_x", gdx.cview(), dxn.view(), tol);
+    check_op(be, "layer_norm d_w", gdg.cview(), dg.view(), tol);
+    check_op(be, "layer_norm d_b", gdb.cview(), dbn.view(), tol);
+    // Attention softmax under padding + causal masks, then its backward.
+    const index_t B = 2, H = 2, Tq = 6, Tk = 6;
+    const Tensor<float> s = random_rounded<T>({B, H, Tq, Tk}, 17, -4, 4), dp = random_rounded<T>({B, H, Tq, Tk}, 18);
+    const std::vector<std::int32_t> keep = {1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1};
+    Tensor<float> p = s, dsc = dp;
+    cpu.attention_softmax_forward(p.view(), 0.5f, AttentionMask<float>{.key_keep = keep.data(), .causal = true});
+    cpu.attention_softmax_backward(p.view(), dsc.view(), 0.5f);
+    auto gs = up(be, s);
+    be.attention_softmax_forward(gs.view(), 0.5f, AttentionMask<T>{.key_keep = keep.data(), .causal = true});
+    check_op(be, "attention softmax", gs.cview(), p.view(), tol);
+    // The backward reads the stored (rounded) probabilities: compare with the CPU on those.
+    const Tensor<float> p16 = rounded<T>(p);
+    Tensor<float> dsc16 = dp;
+    cpu.attention_softmax_backward(p16.view(), dsc16.view(), 0.5f);
+    auto gd = up(be, dp);
+    be.attention_softmax_backward(gs.cview(), gd.view(), 0.5f);
+    check_op(be, "attention softmax backward", gd.cview(), dsc16.view(), tol);
+    for (Activation act : {Activation::gelu, Activation::gelu_tanh, Activation::quick_gelu, Activation::relu}) {
+        const Tensor<float> a = random_rounded<T>({300}, 19, -4, 4), da = random_rounded<T>({300}, 20);
+        Tensor<float> fa(a.shape()), dfa(a.shape());
+        cpu.activation_forward(act, a.view(), fa.view());
+        cpu.activation_backward(act, a.view(), da.view(), dfa.view());
+        auto ga = up(be, a), gda = up(be, da);
+        auto gfa = poisoned<T>(a.shape()), gdfa = poisoned<T>(a.shape());
+        be.activation_forward(act, ga.cview(), gfa.view());
+        be.activation_backward(act, ga.cview(), gda.cview(), gdfa.view());
+        check_op(be, "activation", gfa.cview(), fa.view(), tol);
+        check_op(be, "activation backward", gdfa.cview(), dfa.view(), tol);
+    }
+}
+
+TEST_CASE_TEMPLATE("16-bit losses keep float log-sum-exps; AdamW updates a float master copy; overflow is detected", T,
+                   bfloat16, float16) {
+    const double tol = 2 * unit_roundoff<T>;
+    Cpu cpu;
+    CudaBackend<T> be;
+    const index_t R = 9, V = 700;
+    const Tensor<float> logits = random_rounded<T>({R, V}, 30, -5, 5);
+    const std::vector<std::int32_t> tgt = {3, 699, -100, 0, 5, 5, 17, 650, 1};
+    Tensor<float> lse(Shape{R}), dl(Shape{R, V});
+    const auto ref = cpu.cross_entropy_forward(logits.view(), tgt.data(), -100, 0.1f, lse.data());
+    cpu.cross_entropy_backward(logits.view(), tgt.data(), lse.data(), -100, 0.1f, ref.count, 1.f, dl.view());
+    auto gl = up(be, logits);
+    DeviceTensor<float> glse(Shape{R});
+    const auto got = be.cross_entropy_forward(gl.cview(), tgt.data(), -100, 0.1f, glse.data());
+    CHECK(got.count == ref.count);
+    CHECK(std::abs(got.loss - ref.loss) <= 1e-5 * std::abs(ref.loss));
+    auto gdl = poisoned<T>(dl.shape());
+    be.cross_entropy_backward(gl.cview(), tgt.data(), glse.data(), -100, 0.1f, got.count, 1.f, gdl.view());
+    check_op(be, "cross_entropy d_logits", gdl.cview(), dl.view(), tol);
+    // L2 normalisation with float norms.
+    const Tensor<float> f = random_rounded<T>({6, 32}, 31), df = random_rounded<T>({6, 32}, 32);
+    Tensor<float> nf(f.shape()), norms(Shape{6}), dnf(f.shape());
+    cpu.l2_normalize_forward(f.view(), nf.view(), norms.data());
+    const Tensor<float> nf16 = rounded<T>(nf);
+    cpu.l2_normalize_backward(df.view(), nf16.view(), norms.data(), dnf.view());
+    auto gf = up(be, f), gdf = up(be, df);
+    auto gnf = poisoned<T>(f.shape()), gdnf = poisoned<T>(f.shape());
+    DeviceTensor<float> gnorm(Shape{6});
+    be.l2_normalize_forward(gf.cview(), gnf.view(), gnorm.data());
+    be.l2_normalize_backward(gdf.cview(), gnf.cview(), gnorm.data(), gdnf.view());
+    check_op(be, "l2_normalize", gnf.cview(), nf.view(), tol);
+    check_op(be, "l2_normalize backward", gdnf.cview(), dnf.view(), tol);
+    CHECK(std::abs(be.sum(glse.cview()) - cpu.sum(lse.view())) <= 1e-5 * std::abs(cpu.sum(lse.view())));
+    // AdamW with a float master copy and an unscale factor: the master follows the CPU's float
+    // update exactly (up to float rounding); the parameter holds the master rounded.
+    const Tensor<float> p0 = random_rounded<T>({257}, 33), g0 = random_rounded<T>({257}, 34);
+    Tensor<float> p = p0, m(Shape{257}, 0.f), v(Shape{257}, 0.f);
+    DeviceTensor<T> gp = up(be, p0), gg = up(be, rounded<T>([&] {
+                                        Tensor<float> s = g0;
+                                        for (float& e : s) e *= 1024.f;
+                                        return s;
+                                    }()));
+    DeviceTensor<float> master(p0.shape()), gm(p0.shape(), 0.f), gv(p0.shape(), 0.f);
+    be.cast(gp.cview(), master.view());
+    for (std::int64_t step = 1; step <= 3; ++step) {
+        const AdamWHyper h{.lr = 0.01, .weight_decay = 0.1, .step = step};
+        cpu.adamw_step(p.view(), g0.view(), m.view(), v.view(), h);
+        AdamWHyper hs = h;
+        hs.grad_scale = 1.0 / 1024.0;
+        be.adamw_step(gp.view(), gg.cview(), gm.view(), gv.view(), hs, master.view());
+    }
+    Tensor<float> hm(p0.shape());
+    be.to_host(master.cview(), hm.view());
+    test::check_close("master weights", hm.view(), p.view(), 1e-6);
+    check_op(be, "16-bit weights", gp.cview(), rounded<T>(p).view(), 0.0);
+    // Overflow detection over several tensors.
+    std::vector<ConstView<T>> views = {gp.cview(), gg.cview()};
+    CHECK(be.all_finite(std::span<const ConstView<T>>(views)));
+    Tensor<float> bad = p0;
+    bad.data()[100] = std::numeric_limits<float>::infinity();
+    DeviceTensor<T> gbad = up(be, bad);
+    views.push_back(gbad.cview());
+    CHECK_FALSE(be.all_finite(std::span<const ConstView<T>>(views)));
+}
+
+namespace {
+/// Runs a CLIP-style pre-norm stack (3 layers, quick_gelu, causal + padding) forward and backward
+/// on the CPU in float and on CudaBackend<T>, with the given attention path on the device.
+template <class T>
+void check_stack(bool fused) {
+    using G = CudaBackend<T>;
+    Cpu cpu;
+    G be;
+    be.set_fused_attention(fused);
+    const typename TransformerStack<Cpu, PreNorm>::Config cc{
+        .layers = 3, .block = {.dim = 64, .heads = 4, .mlp_hidden = 128, .activation = Activation::quick_gelu}};
+    const typename TransformerStack<G, PreNorm>::Config gc{
+        .layers = 3, .block = {.dim = 64, .heads = 4, .mlp_hidden = 128, .activation = Activation::quick_gelu}};
+    TransformerStack<Cpu, PreNorm> cm(cc);
+    TransformerStack<G, PreNorm> gm(gc);
+    unsigned seed = 40;
+    cm.visit([&](const std::string& name, Parameter<float>& p) {
+        p.value = random_rounded<T>(p.shape(), seed++, -0.3, 0.3);
+        if (name.find("norm") != std::string::npos && name.find("weight") != std::string::npos)
+            for (auto& v : p.value) v = static_cast<float>(T(v + 1.0f));
+    });
+    std::vector<Parameter<float>*> host;
+    cm.visit([&](const std::string&, Parameter<float>& p) { host.push_back(&p); });
+    std::size_t i = 0;
+    gm.visit([&](const std::string&, BasicParameter<DeviceTensor<T>>& p) {
+        be.from_host(host[i++]->value.cview(), p.value.view());
+    });
+    const Tensor<float> x = random_rounded<T>({3, 11, 64}, 90), dy = random_rounded<T>({3, 11, 64}, 91);
+    const std::vector<std::int32_t> keep = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
+                                            1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    Tensor<float> y(x.shape()), dx(x.shape());
+    typename TransformerStack<Cpu, PreNorm>::Saved cs;
+    typename TransformerStack<G, PreNorm>::Saved gs;
+    cm.forward(cpu, x.view(), {}, AttentionMask<float>{.key_keep = keep.data(), .causal = true}, {}, y.view(), &cs);
+    cm.backward(cpu, cs, dy.view(), dx.view(), {}, GradMode::accumulate);
+    auto gx = up(be, x), gdy = up(be, dy);
+    auto gy = poisoned<T>(x.shape()), gdx = poisoned<T>(x.shape());
+    gm.forward(be, gx.cview(), {}, AttentionMask<T>{.key_keep = keep.data(), .causal = true}, {}, gy.view(), &gs);
+    gm.backward(be, gs, gdy.cview(), gdx.view(), {}, GradMode::accumulate);
+    const double u = unit_roundoff<T>;
+    check_norm("stack y", down(be, gy.cview()).view(), y.view(), 8 * u);
+    check_norm("stack d_x", down(be, gdx.cview()).view(), dx.view(), 16 * u);
+    i = 0;
+    gm.visit([&](const std::string& name, BasicParameter<DeviceTensor<T>>& p) {
+        REQUIRE(p.has_grad());
+        const Parameter<float>& ref = *host[i++];
+        // The key projection's bias has an exactly zero gradient (softmax is shift invariant):
+        // only rounding is left to compare, so it is checked against the module's scale below.
+        if (name.find("k_proj.bias") != std::string::npos) return;
+        check_norm("d " + name, down(be, p.grad.cview()).view(), ref.grad.view(), 16 * u);
+    });
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("a 16-bit pre-norm transformer stack follows the float one, plain and fused attention", T, bfloat16,
+                   float16) {
+    SUBCASE("plain attention") { check_stack<T>(false); }
+    SUBCASE("fused attention") { check_stack<T>(true); }
+}
+
+TEST_CASE_TEMPLATE("CLIP loaded from an HF float checkpoint into 16-bit storage reproduces HF's embeddings", T, bfloat16,
+                   float16) {
+    using G = CudaBackend<T>;
+    const std::string root = std::string(MMALIGN_FIXTURE_DIR) + "/clip/";
+    for (const std::string name : {"tiny_quick_gelu", "odd_grid_gelu"}) {
+        CAPTURE(name);
+        G be;
+        auto model = Clip<G>::from_pretrained(be, root + name);  // float checkpoint, rounded on load
+        auto exp = io::SafetensorsFile::open(root + name + "/expected.safetensors");
+        const Tensor<float> pixels = exp.read<float>("pixel_values");
+        const Tensor<float> idf = exp.read<float>("input_ids"), mf = exp.read<float>("attention_mask");
+        const std::vector<std::int32_t> ids(idf.begin(), idf.end()), mask(mf.begin(), mf.end());
+        auto px = up(be, pixels);
+        auto out = model.forward(be, px.cview(), ids, mask, idf.dim(0));
+        const double u = unit_roundoff<T>;
+        check_norm("image_embeds", down(be, out.image_embeds.cview()).view(), exp.read<float>("image_embeds").view(), 8 * u);
+        check_norm("text_embeds", down(be, out.text_embeds.cview()).view(), exp.read<float>("text_embeds").view(), 8 * u);
+    }
+}
+
+TEST_CASE("mixed-precision training: float16 storage, loss scaling and float master weights follow the float run") {
+    using G = CudaBackend<float16>;
+    const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
+    auto f = io::SafetensorsFile::open(std::string(MMALIGN_FIXTURE_DIR) + "/training.safetensors");
+    const Tensor<float> pixels = rounded<float16>(f.read<float>("clip.pixel_values"));
+    const Tensor<float> idf = f.read<float>("clip.input_ids"), mf = f.read<float>("clip.attention_mask");
+    const std::vector<std::int32_t> ids(idf.begin(), idf.end()), mask(mf.begin(), mf.end());
+    const index_t N = 3;
+    Cpu cpu;
+    G be;
+    auto cm = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
+    io::load_parameters(cm, io::Checkpoint::open(dir), "");
+    cm.visit([](const std::string&, Parameter<float>& p) { p.value = rounded<float16>(p.value); });
+    auto gm = Clip<G>::from_pretrained(be, dir);
+    AdamW<Cpu> copt({.lr = 1e-3, .weight_decay = 0.1});
+    AdamW<G> gopt({.lr = 1e-3, .weight_decay = 0.1});
+    // 2^10, not torch's 2^16: this model's scaled feature gradients reach ~7·2^10 and float16
+    // overflows at 65504, where GradScaler would skip the first steps and back off to the same.
+    LossScaler<G> scaler({.init_scale = 1024.0});
+    auto gpx = up(be, pixels);
+    std::vector<Tensor<float>> initial;
+    cm.visit([&](const std::string&, Parameter<float>& p) { initial.push_back(p.value); });
+    const double logit_scale = std::exp(double(cm.logit_scale.value.data()[0]));
+    for (int step = 0; step < 3; ++step) {
+        CAPTURE(step);
+        const float lc = test::clip_infonce_backward(cpu, cm, pixels.view(), ids, mask, N);
+        copt.step(cpu, cm);
+        // float16 on the device, the backward seeded with the loss scale
+        const float lg = test::clip_infonce_backward(be, gm, gpx.cview(), ids, mask, N, float(scaler.scale()));
+        // The logits are cosines × exp(logit_scale); the mean cross-entropy moves by at most twice
+        // the largest logit change, and cosines of 8u-close features differ by at most 16u.
+        CHECK(std::abs(lg - lc) <= 16 * unit_roundoff<float16> * logit_scale);
+        CHECK(scaler.step(be, gopt, gm));
+    }
+    CHECK(scaler.skipped_steps() == 0);
+    CHECK(gopt.step_count() == 3);
+    // The three updates point the float run's way. Adam's first steps move each weight by about
+    // ±lr whatever the gradient's size, so weights whose gradient is rounding noise (the key
+    // bias's is zero in exact arithmetic) may move either way: compare the whole update's
+    // direction, not each weight.
+    std::vector<const Tensor<float>*> ref;
+    cm.visit([&](const std::string&, Parameter<float>& p) { ref.push_back(&p.value); });
+    std::size_t i = 0;
+    double dot = 0, n_cpu = 0, n_gpu = 0;
+    gm.visit([&](const std::string&, BasicParameter<DeviceTensor<float16>>& p) {
+        const Tensor<float> w = down(be, p.value.cview());
+        for (index_t j = 0; j < w.numel(); ++j) {
+            const double dc = double(ref[i]->data()[j]) - initial[i].data()[j];
+            const double dg = double(w.data()[j]) - initial[i].data()[j];
+            dot += dc * dg, n_cpu += dc * dc, n_gpu += dg * dg;
+        }
+        ++i;
+    });
+    const double cosine = dot / std::sqrt(n_cpu * n_gpu);
+    INFO("cosine of the float16 and float updates " << cosine << ", norms " << std::sqrt(n_gpu) << " / "
+                                                    << std::sqrt(n_cpu));
+    CHECK(cosine >= 0.95);
+    CHECK(std::abs(std::sqrt(n_gpu) / std::sqrt(n_cpu) - 1) <= 0.05);
+}
