@@ -78,7 +78,7 @@ int main(int argc, char** argv) try {
         std::fprintf(stderr, "bench_train_clip_gpu: no CUDA device\n");
         return 77;
     }
-    nlohmann::json out = bf16 ? train<CudaBackend<bfloat16>>(dir, {.fused_attention = fused})
+    nlohmann::json out = bf16 ? train<CudaBackend<mmalign::bfloat16>>(dir, {.fused_attention = fused})
                               : train<CudaBackend<float>>(dir, {.tf32 = tf32, .fused_attention = fused});
     out["impl"] = fused ? "mmalign-cuda-fused" : "mmalign-cuda";
     out["tf32"] = tf32;

@@ -53,7 +53,7 @@ std::vector<float> probes(int drop_bits, bool half_format) {
     for (std::uint32_t h = 0; h < 0x10000u; ++h) {
         float base;
         if (half_format) base = static_cast<float>(float16::from_bits(static_cast<std::uint16_t>(h)));
-        else base = static_cast<float>(bfloat16::from_bits(static_cast<std::uint16_t>(h)));
+        else base = static_cast<float>(mmalign::bfloat16::from_bits(static_cast<std::uint16_t>(h)));
         if (!std::isfinite(base)) continue;
         const std::uint32_t b = bits(base);
         std::uint32_t mid = b + (1u << (drop_bits - 1));
@@ -76,16 +76,16 @@ std::vector<float> probes(int drop_bits, bool half_format) {
 
 TEST_CASE("every bfloat16 pattern widens to the float with the same upper 16 bits") {
     for (std::uint32_t h = 0; h < 0x10000u; ++h) {
-        const float f = bfloat16::from_bits(static_cast<std::uint16_t>(h));
+        const float f = mmalign::bfloat16::from_bits(static_cast<std::uint16_t>(h));
         REQUIRE(bits(f) == h << 16);
-        if (!std::isnan(f)) REQUIRE(bfloat16(f).bits == h);  // a round trip is exact
+        if (!std::isnan(f)) REQUIRE(mmalign::bfloat16(f).bits == h);  // a round trip is exact
     }
 }
 
 TEST_CASE("float → bfloat16 rounds to nearest even like Eigen's bfloat16, NaN stays NaN") {
     int checked = 0;
     for (float f : probes(16, false)) {
-        const bfloat16 v(f);
+        const mmalign::bfloat16 v(f);
         if (std::isnan(f)) {
             REQUIRE(std::isnan(static_cast<float>(v)));
             continue;
@@ -95,9 +95,9 @@ TEST_CASE("float → bfloat16 rounds to nearest even like Eigen's bfloat16, NaN 
         ++checked;
     }
     CHECK(checked > 250000);
-    CHECK(bfloat16(1.00390625f).bits == 0x3f80);  // tie 1 + 2^-8 → even (1)
-    CHECK(bfloat16(1.01171875f).bits == 0x3f82);  // tie 1 + 3·2^-8 → even (1 + 2^-6)
-    CHECK(static_cast<float>(bfloat16(3.4e38f)) == std::numeric_limits<float>::infinity());  // rounds past max
+    CHECK(mmalign::bfloat16(1.00390625f).bits == 0x3f80);  // tie 1 + 2^-8 → even (1)
+    CHECK(mmalign::bfloat16(1.01171875f).bits == 0x3f82);  // tie 1 + 3·2^-8 → even (1 + 2^-6)
+    CHECK(static_cast<float>(mmalign::bfloat16(3.4e38f)) == std::numeric_limits<float>::infinity());  // rounds past max
 }
 
 TEST_CASE("every float16 pattern widens like Eigen's half and the CPU's F16C; round trips are exact") {
@@ -147,18 +147,18 @@ TEST_CASE("float → float16 rounds to nearest even with subnormals and overflow
 }
 
 TEST_CASE("the storage types compute in float and round once on assignment") {
-    const bfloat16 a(1.5f), b(2.25f);
+    const mmalign::bfloat16 a(1.5f), b(2.25f);
     const float p = a * b;  // a float product
     CHECK(p == 3.375f);
-    bfloat16 c = p;
+    mmalign::bfloat16 c = p;
     CHECK(static_cast<float>(c) == 3.375f);
     c = 1.0f / 3.0f;
     CHECK(static_cast<float>(c) == 0.333984375f);
     const float16 h = 0.1;  // from double, through float
     CHECK(h.bits == 0x2e66);
-    static_assert(std::is_same_v<compute_type_t<bfloat16>, float> && std::is_same_v<compute_type_t<double>, double>);
-    CHECK(static_cast<float>(std::numeric_limits<bfloat16>::lowest()) == -std::numeric_limits<bfloat16>::max());
+    static_assert(std::is_same_v<compute_type_t<mmalign::bfloat16>, float> && std::is_same_v<compute_type_t<double>, double>);
+    CHECK(static_cast<float>(std::numeric_limits<mmalign::bfloat16>::lowest()) == -std::numeric_limits<mmalign::bfloat16>::max());
     CHECK(static_cast<float>(std::numeric_limits<float16>::max()) == 65504.0f);
     CHECK(static_cast<float>(std::numeric_limits<float16>::epsilon()) == std::ldexp(1.0f, -10));
-    CHECK(static_cast<float>(std::numeric_limits<bfloat16>::epsilon()) == std::ldexp(1.0f, -7));
+    CHECK(static_cast<float>(std::numeric_limits<mmalign::bfloat16>::epsilon()) == std::ldexp(1.0f, -7));
 }

@@ -36,7 +36,7 @@ using test::random_host;
 namespace {
 
 template <class T>
-constexpr double unit_roundoff = std::is_same_v<T, bfloat16> ? 1.0 / 256 : 1.0 / 2048;
+constexpr double unit_roundoff = std::is_same_v<T, mmalign::bfloat16> ? 1.0 / 256 : 1.0 / 2048;
 
 /// x rounded to T and back: the value a 16-bit tensor holds.
 template <class T>
@@ -83,7 +83,7 @@ inline void check_norm(const std::string& what, ConstView<float> got, ConstView<
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("16-bit storage: the device rounds float like the host, and widening is exact", T, bfloat16, float16) {
+TEST_CASE_TEMPLATE("16-bit storage: the device rounds float like the host, and widening is exact", T, mmalign::bfloat16, float16) {
     CudaBackend<T> be;
     Tensor<float> x = random_host({1000}, 1, -3, 3);
     x.data()[0] = 1e-7f, x.data()[1] = 70000.f, x.data()[2] = -0.f, x.data()[3] = 1.00390625f;
@@ -108,7 +108,7 @@ TEST_CASE_TEMPLATE("16-bit storage: the device rounds float like the host, and w
 }
 
 TEST_CASE_TEMPLATE("16-bit gemms accumulate in float and round once: plain, strided and (batch, head) products", T,
-                   bfloat16, float16) {
+                   mmalign::bfloat16, float16) {
     const double tol = 2 * unit_roundoff<T>;
     Cpu cpu;
     CudaBackend<T> be;
@@ -149,7 +149,7 @@ TEST_CASE_TEMPLATE("16-bit gemms accumulate in float and round once: plain, stri
 }
 
 TEST_CASE_TEMPLATE("16-bit row kernels: linear epilogue, LayerNorm (float statistics), softmaxes, activations", T,
-                   bfloat16, float16) {
+                   mmalign::bfloat16, float16) {
     const double tol = 2 * unit_roundoff<T>;
     Cpu cpu;
     CudaBackend<T> be;
@@ -223,7 +223,7 @@ TEST_CASE_TEMPLATE("16-bit row kernels: linear epilogue, LayerNorm (float statis
 }
 
 TEST_CASE_TEMPLATE("16-bit losses keep float log-sum-exps; AdamW updates a float master copy; overflow is detected", T,
-                   bfloat16, float16) {
+                   mmalign::bfloat16, float16) {
     const double tol = 2 * unit_roundoff<T>;
     Cpu cpu;
     CudaBackend<T> be;
@@ -341,13 +341,13 @@ void check_stack(bool fused) {
 }
 }  // namespace
 
-TEST_CASE_TEMPLATE("a 16-bit pre-norm transformer stack follows the float one, plain and fused attention", T, bfloat16,
+TEST_CASE_TEMPLATE("a 16-bit pre-norm transformer stack follows the float one, plain and fused attention", T, mmalign::bfloat16,
                    float16) {
     SUBCASE("plain attention") { check_stack<T>(false); }
     SUBCASE("fused attention") { check_stack<T>(true); }
 }
 
-TEST_CASE_TEMPLATE("CLIP loaded from an HF float checkpoint into 16-bit storage reproduces HF's embeddings", T, bfloat16,
+TEST_CASE_TEMPLATE("CLIP loaded from an HF float checkpoint into 16-bit storage reproduces HF's embeddings", T, mmalign::bfloat16,
                    float16) {
     using G = CudaBackend<T>;
     const std::string root = std::string(MMALIGN_FIXTURE_DIR) + "/clip/";
