@@ -276,7 +276,7 @@ TEST_CASE_TEMPLATE("16-bit losses keep float log-sum-exps; AdamW updates a float
     Tensor<float> hm(p0.shape());
     be.to_host(master.cview(), hm.view());
     test::check_close("master weights", hm.view(), p.view(), 1e-6);
-    check_op(be, "16-bit weights", gp.cview(), rounded<T>(p).view(), 0.0);
+    check_op(be, "16-bit weights", gp.cview(), rounded<T>(hm).view(), 0.0);  // the device master, rounded
     // Overflow detection over several tensors.
     std::vector<ConstView<T>> views = {gp.cview(), gg.cview()};
     CHECK(be.all_finite(std::span<const ConstView<T>>(views)));
@@ -334,8 +334,17 @@ void check_stack(bool fused) {
         REQUIRE(p.has_grad());
         const Parameter<float>& ref = *host[i++];
         // The key projection's bias has an exactly zero gradient (softmax is shift invariant):
-        // only rounding is left to compare, so it is checked against the module's scale below.
-        if (name.find("k_proj.bias") != std::string::npos) return;
+        // both sides hold rounding noise only, so its relative error means nothing; it must be
+        // small next to the module's other gradients instead.
+        if (name.find("k_proj.bias") != std::string::npos) {
+            const Tensor<float> g = down(be, p.grad.cview());
+            double worst = 0, scale = 0;
+            for (float v : g) worst = std::max(worst, double(std::abs(v)));
+            for (const Parameter<float>* q : host)
+                for (float v : q->grad) scale = std::max(scale, double(std::abs(v)));
+            CHECK(worst <= 16 * u * scale);
+            return;
+        }
         check_norm("d " + name, down(be, p.grad.cview()).view(), ref.grad.view(), 16 * u);
     });
 }

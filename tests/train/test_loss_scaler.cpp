@@ -2,7 +2,7 @@
 // power-of-two loss scaling is exact (a scaled tiny-CLIP run equals the unscaled one bit for
 // bit), an overflowing gradient skips the step and backs the scale off, finite steps grow it,
 // and AdamW's master-weight form equals the plain update. The 16-bit side of mixed precision
-// runs on the CUDA backend (tests/cuda/test_cuda_modules.cu).
+// runs on the CUDA backend (tests/cuda/test_cuda_half.cu).
 #include <doctest/doctest.h>
 
 #include <cmath>

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <string>
+#include <type_traits>
 
 #include "mmalign/nn/embedding.hpp"
 #include "mmalign/nn/transformer_stack.hpp"
@@ -132,9 +133,17 @@ struct VisionTransformer {
         pre_layrnorm.backward(be, s.pre_ln, d_h0, d_emb, mode);
         position_embedding.backward(be, {0}, d_emb, mode);
         const bool acc = mode == GradMode::accumulate;
-        if (T* g = class_embedding.grad_target(acc))
-            for (index_t b = 0; b < Bn; ++b)
-                be.axpy(T(1), ConstView<T>(d_emb.data() + b * Tn * D, Shape{D}), TensorView<T>(g, Shape{D}));
+        if (T* g = class_embedding.grad_target(acc)) {
+            if constexpr (!std::is_same_v<T, typename B::Compute>) {
+                // 16-bit storage: Σ_b d_emb[b, 0, :] as one product (fp32 accumulation, one rounding).
+                auto ones = sc.tensor({Bn});
+                be.fill(ones, 1);
+                be.gemm(Trans::N, Trans::N, 1, D, Bn, 1, ones.data(), Bn, d_emb.data(), Tn * D, 1, g, D);
+            } else {
+                for (index_t b = 0; b < Bn; ++b)
+                    be.axpy(T(1), ConstView<T>(d_emb.data() + b * Tn * D, Shape{D}), TensorView<T>(g, Shape{D}));
+            }
+        }
         if (T* g = patch_embedding.grad_target(acc)) {
             auto d_pe = sc.tensor({Bn, N, D});
             for (index_t b = 0; b < Bn; ++b)

@@ -135,7 +135,7 @@ struct Clip {
         text_features(be, ids, attention_mask, Bt, o.text_embeds.view());
         be.l2_normalize_forward(o.image_embeds.view(), o.image_embeds.view(), nullptr);
         be.l2_normalize_forward(o.text_embeds.view(), o.text_embeds.view(), nullptr);
-        const T scale = std::exp(scalar_value(be, logit_scale.value.view()));
+        const typename B::Compute scale = std::exp(static_cast<typename B::Compute>(scalar_value(be, logit_scale.value.view())));
         o.logits_per_text.resize(Shape{Bt, Bi});
         o.logits_per_image.resize(Shape{Bi, Bt});
         be.gemm(Trans::N, Trans::T, Bt, Bi, E, scale, o.text_embeds.data(), E, o.image_embeds.data(), E, T(0),

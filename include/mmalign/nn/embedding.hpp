@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "mmalign/core/backend.hpp"
@@ -119,7 +120,11 @@ struct LearnedPositions {
         if (!g) return;
         const index_t Tn = d_y.dim(1), D = config.dim;
         TensorView<T> rows(g + s.offset * D, Shape{Tn, D});
-        for (index_t b = 0; b < d_y.dim(0); ++b) be.axpy(T(1), ConstView<T>(d_y.data() + b * Tn * D, rows.shape()), rows);
+        if constexpr (!std::is_same_v<T, typename B::Compute>)  // 16-bit storage: sum the batch, round once
+            be.sum_rows_accumulate(d_y.reshape(Shape{d_y.dim(0), Tn * D}), rows.data());
+        else
+            for (index_t b = 0; b < d_y.dim(0); ++b)
+                be.axpy(T(1), ConstView<T>(d_y.data() + b * Tn * D, rows.shape()), rows);
     }
 };
 

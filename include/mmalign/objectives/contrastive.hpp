@@ -124,9 +124,9 @@ struct SymmetricInfoNce {
             be.scale(half / static_cast<C>(N), d_lt);
         }
         if (T* g = logit_scale.grad_target(mode == GradMode::accumulate)) {
-            T d_log_scale = be.dot(d_li, s.li.view()) + be.dot(d_lt, s.lt.view());
+            C d_log_scale = be.dot(d_li, s.li.view()) + be.dot(d_lt, s.lt.view());
             auto tmp = sc.tensor(Shape{});
-            be.from_host(ConstView<T>(&d_log_scale, Shape{}), tmp);
+            be.from_host(ConstView<C>(&d_log_scale, Shape{}), tmp);
             be.axpy(T(1), tmp, TensorView<T>(g, Shape{}));
         }
         // d_î = s·(d_Li·t̂ + d_Ltᵀ·t̂),  d_t̂ = s·(d_Liᵀ·î + d_Lt·î)

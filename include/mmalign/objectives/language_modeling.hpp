@@ -60,7 +60,7 @@ struct LanguageModeling {
         s.lse.resize(Shape{Bn * Tn});
         const ConstView<T> flat = logits.reshape(Shape{Bn * Tn, V});
         auto ce = be.cross_entropy_forward(flat, s.targets.data(), config.ignore_index,
-                                           static_cast<T>(config.label_smoothing), s.lse.data());
+                                           static_cast<typename B::Compute>(config.label_smoothing), s.lse.data());
         s.count = ce.count;
         Result r{ce.loss, ce.count, 0.0};
         if (with_accuracy && ce.count) {
@@ -81,7 +81,7 @@ struct LanguageModeling {
     void backward(B& be, const Saved& s, ConstView<T> logits, typename B::Compute d_loss, TensorView<T> d_logits) const {
         const index_t V = logits.shape().cols(), rows = logits.numel() / V;
         be.cross_entropy_backward(logits.reshape(Shape{rows, V}), s.targets.data(), s.lse.data(), config.ignore_index,
-                                  static_cast<T>(config.label_smoothing), s.count, d_loss,
+                                  static_cast<typename B::Compute>(config.label_smoothing), s.count, d_loss,
                                   d_logits.reshape(Shape{rows, V}));
     }
 };

@@ -26,7 +26,7 @@ double clip_grad_norm(B& be, M& module, double max_norm) {
     const double coef = max_norm / (total + 1e-6);
     if (coef < 1.0)
         module.visit([&](const std::string&, auto& p) {
-            if (p.requires_grad && p.has_grad()) be.scale(static_cast<typename B::Scalar>(coef), p.grad.view());
+            if (p.requires_grad && p.has_grad()) be.scale(static_cast<typename B::Compute>(coef), p.grad.view());
         });
     return total;
 }
@@ -35,7 +35,7 @@ double clip_grad_norm(B& be, M& module, double max_norm) {
 template <Backend B, class M>
 void scale_gradients(B& be, M& module, double factor) {
     module.visit([&](const std::string&, auto& p) {
-        if (p.requires_grad && p.has_grad()) be.scale(static_cast<typename B::Scalar>(factor), p.grad.view());
+        if (p.requires_grad && p.has_grad()) be.scale(static_cast<typename B::Compute>(factor), p.grad.view());
     });
 }
 

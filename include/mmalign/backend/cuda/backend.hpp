@@ -119,7 +119,11 @@ public:
     cublasHandle_t cublas() const { return cublas_; }
     bool tf32() const { return tf32_; }
     void set_tf32(bool on) {
-        MMALIGN_CUBLAS_CHECK(cublasSetMathMode(cublas_, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+        // 16-bit storage: forbid cuBLAS's reduced-precision (16-bit) sums of split-K partials, so a
+        // product is accumulated in fp32 and rounded once, as documented.
+        const int mode = (on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) |
+                         (is_16bit_float_v<T> ? CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION : 0);
+        MMALIGN_CUBLAS_CHECK(cublasSetMathMode(cublas_, static_cast<cublasMath_t>(mode)));
         tf32_ = on;
     }
     /// Waits until every op queued so far has finished (and reports its errors).
@@ -531,7 +535,8 @@ public:
     /// One AdamW step on p with gradient g (times h.grad_scale) and float moments m, v (all device,
     /// same shape), in torch's order of operations (CpuBackend::adamw_step). With `master` (float)
     /// the update runs on the master copy and p receives it rounded to T: the mixed-precision
-    /// recipe of Micikevicius et al. 2018, for the 16-bit backends.
+    /// recipe of Micikevicius et al. 2018, for the 16-bit backends. An element of p written since
+    /// the last step (it no longer equals its master rounded) restarts its master from p.
     void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<C> m, TensorView<C> v, const AdamWHyper& h,
                     TensorView<C> master = {}) {
         if (!(p.shape() == g.shape()) || !(p.shape() == m.shape()) || !(p.shape() == v.shape()) ||

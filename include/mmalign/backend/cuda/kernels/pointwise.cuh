@@ -132,14 +132,17 @@ __global__ void bias_activation_kernel(T* y, const T* bias, Activation a, T* pre
 /// One AdamW update in torch's order of operations (CpuBackend::adamw_step): decoupled weight
 /// decay, moment updates, then p += −step_size · m / (√v / √(1 − β₂ᵗ) + eps). The gradient is
 /// multiplied by grad_scale first (1/loss scale; skipped at 1). With `master` (mixed precision)
-/// the update runs on the float master copy and p receives it rounded to T; moments are float.
+/// the update runs on the float master copy and p receives it rounded to T; moments are float. A
+/// parameter whose stored value is no longer its master's rounding was written since the last
+/// step (a clamp, a reload): its master restarts from the stored value.
 template <class T>
 __global__ void adamw_kernel(T* p, acc_t<T>* master, const T* g, acc_t<T>* m, acc_t<T>* v, index_t n, bool decay_on,
                              acc_t<T> decay, acc_t<T> b1, acc_t<T> b2, acc_t<T> eps, acc_t<T> step_size,
                              acc_t<T> bc2_sqrt, acc_t<T> grad_scale) {
     using A = acc_t<T>;
     for (index_t i = global_thread(); i < n; i += grid_threads()) {
-        A pi = master ? master[i] : static_cast<A>(p[i]);
+        A pi = static_cast<A>(p[i]);
+        if (master && static_cast<A>(static_cast<T>(master[i])) == pi) pi = master[i];
         A gi = static_cast<A>(g[i]);
         if (grad_scale != A(1)) gi *= grad_scale;
         if (decay_on) pi *= decay;
