@@ -11,7 +11,8 @@
 //     TransformerStack<CudaBackend<float>, PreNorm>, at batch 1, 32 and 256, fp32 and TF32, each
 //     with the plain attention path and with the fused attention kernels, in sequences per
 //     second; then the same weights rounded into TransformerStack<CudaBackend<bfloat16>, PreNorm>
-//     (bf16 storage, fp32 accumulation; label "bf16"). benchmarks/torch/gpu_vit.py runs the same
+//     (bf16 storage, fp32 accumulation; label "bf16"; also with the projections' biases fused into
+//     cuBLASLt products, impl "mmalign-lt"). benchmarks/torch/gpu_vit.py runs the same
 //     stacks in PyTorch.
 // Timing: CUDA events around each call on the backend's stream, after warm-up calls; the median
 // of the repetitions counts. Inputs and weights are random (never zeros). Every product is
@@ -293,13 +294,13 @@ void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tfl
         mmalign::DeviceTensor<float> y(mmalign::Shape{Bn, T, D}), y_fp32(mmalign::Shape{Bn, T, D});
         const std::string what = std::string(m.label) + " b=" + std::to_string(batch);
         // Times `run` on `stream`, records the RESULT line and prints the rate and share of the peak.
-        auto measure = [&](cudaStream_t stream, auto&& run, const std::string& prec, bool fused) {
+        auto measure = [&](cudaStream_t stream, auto&& run, const std::string& prec, const std::string& impl) {
             const int reps = batch >= 256 ? std::max(3, o.reps / (T > 100 ? 4 : 2)) : o.reps;
             const double ms = median_ms(stream, 2, reps, run);
             const double tflops = gflop_per_seq * batch / ms;
-            result(what, prec, fused ? "mmalign-fused" : "mmalign", batch / (ms * 1e-3), "seq/s");
-            std::printf("  %s %s%s: %.3f ms per forward, %.1f TFLOP/s", what.c_str(), prec.c_str(),
-                        fused ? " fused attention" : "", ms, tflops);
+            result(what, prec, impl, batch / (ms * 1e-3), "seq/s");
+            std::printf("  %s %s %s: %.3f ms per forward, %.1f TFLOP/s", what.c_str(), prec.c_str(), impl.c_str(), ms,
+                        tflops);
             if (bf16_peak_tflops > 0) std::printf(", %.0f%% of the cuBLAS bf16 peak", 100 * tflops / bf16_peak_tflops);
             std::printf("\n");
         };
@@ -309,7 +310,8 @@ void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tfl
             // Plain attention (cuBLAS + softmax kernel), then the fused kernels on the same input.
             for (bool fused : {false, true}) {
                 be.set_fused_attention(fused);
-                measure(be.stream(), [&] { enc.forward(be, x.view(), {}, {}, {}, y.view()); }, prec, fused);
+                measure(be.stream(), [&] { enc.forward(be, x.view(), {}, {}, {}, y.view()); }, prec,
+                        fused ? "mmalign-fused" : "mmalign");
                 const mmalign::Tensor<float> out = y.to_host();
                 for (float v : out)
                     if (!std::isfinite(v)) {
@@ -328,22 +330,24 @@ void bench_vit(Be& be, const Options& o, const VitShape& m, double bf16_peak_tfl
                                          std::to_string(rel) + ")");
             }
         }
-        // bf16 storage, fp32 accumulation: the input rounded, the same two attention paths.
+        // bf16 storage, fp32 accumulation: the input rounded; plain attention, fused attention, and
+        // plain attention with the bias-only projections' bias fused into cuBLASLt products.
         mmalign::DeviceTensor<mmalign::bfloat16> x16(mmalign::Shape{Bn, T, D}), y16(mmalign::Shape{Bn, T, D});
         be16.from_host(x.to_host().cview(), x16.view());
         const mmalign::Tensor<float> ref = y_fp32.to_host();
-        for (bool fused : {false, true}) {
-            be16.set_fused_attention(fused);
-            measure(be16.stream(), [&] { enc16.forward(be16, x16.view(), {}, {}, {}, y16.view()); }, "bf16", fused);
+        for (const char* impl : {"mmalign", "mmalign-fused", "mmalign-lt"}) {
+            be16.set_fused_attention(std::string(impl) == "mmalign-fused");
+            be16.set_lt_epilogue(std::string(impl) == "mmalign-lt");
+            measure(be16.stream(), [&] { enc16.forward(be16, x16.view(), {}, {}, {}, y16.view()); }, "bf16", impl);
             mmalign::Tensor<float> out(y16.shape());
             be16.to_host(y16.cview(), out.view());
             const double rel = relative_difference(out, ref);
-            std::printf("  %s bf16%s: output vs fp32 plain, relative norm difference %.2e\n", what.c_str(),
-                        fused ? " fused" : "", rel);
-            if (!(rel < 5e-2)) fail(what + " bf16" + (fused ? " fused" : "") + ": output far from fp32 plain (" +
-                                    std::to_string(rel) + ")");
+            std::printf("  %s bf16 %s: output vs fp32 plain, relative norm difference %.2e\n", what.c_str(), impl, rel);
+            if (!(rel < 5e-2))
+                fail(what + " bf16 " + impl + ": output far from fp32 plain (" + std::to_string(rel) + ")");
         }
         be16.set_fused_attention(false);
+        be16.set_lt_epilogue(false);
     }
     be.set_tf32(false);
     be.set_fused_attention(false);

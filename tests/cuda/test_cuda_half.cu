@@ -166,6 +166,19 @@ TEST_CASE_TEMPLATE("16-bit row kernels: linear epilogue, LayerNorm (float statis
         check_op(be, "linear y", gy.cview(), y.view(), 2 * tol);
         check_op(be, "linear pre", gp.cview(), pre.view(), tol);
     }
+    // The cuBLASLt path fuses bias and activation into the product: one rounding of a float result
+    // (tanh GELU gets another u for cuBLASLt's approximate tanh).
+    be.set_lt_epilogue(true);
+    for (Activation act : {Activation::none, Activation::relu, Activation::gelu_tanh}) {
+        Tensor<float> y(Shape{M, N});
+        cpu.linear_forward(x.view(), w.view(), bias.data(), act, y.view(), nullptr);
+        auto dx = up(be, x), dw = up(be, w), db = up(be, bias);
+        auto gy = poisoned<T>({M, N});
+        be.linear_forward(dx.cview(), dw.cview(), db.data(), act, gy.view(), nullptr);
+        check_op(be, "lt linear y", gy.cview(), y.view(), act == Activation::gelu_tanh ? 3 * unit_roundoff<T> : tol);
+    }
+    CHECK(be.lt_plans() == 3);
+    be.set_lt_epilogue(false);
     // LayerNorm with a large common offset: float statistics keep it exact enough.
     const index_t C = 48;
     Tensor<float> xn = random_rounded<T>({M, C}, 13, -2, 2);

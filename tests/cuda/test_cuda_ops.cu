@@ -184,6 +184,43 @@ TEST_CASE("linear_forward: bias and every activation, with and without the pre-a
         }
 }
 
+TEST_CASE("linear_forward through cuBLASLt: bias, ReLU and tanh-GELU epilogues fused; other cases fall back") {
+    Cpu cpu;
+    Gpu gpu;
+    gpu.set_lt_epilogue(true);
+    const Tensor<float> x = random_host({3, 7, 40}, 15), w = random_host({24, 40}, 16, -0.5, 0.5),
+                        bias = random_host({24}, 17);
+    auto dx = upload(gpu, x), dw = upload(gpu, w), dbias = upload(gpu, bias);
+    for (Activation act : {Activation::none, Activation::relu, Activation::gelu_tanh, Activation::gelu,
+                           Activation::quick_gelu})
+        for (bool with_bias : {false, true})
+            for (bool want_pre : {false, true}) {
+                if (act == Activation::none && want_pre) continue;
+                Tensor<float> y(Shape{3, 7, 24}), pre(Shape{21, 24});
+                auto dy = poisoned(gpu, {3, 7, 24});
+                auto dpre = poisoned(gpu, {21, 24});
+                cpu.linear_forward(x.view(), w.view(), with_bias ? bias.data() : nullptr, act, y.view(),
+                                   want_pre ? pre.data() : nullptr);
+                gpu.linear_forward(dx.view(), dw.view(), with_bias ? dbias.data() : nullptr, act, dy.view(),
+                                   want_pre ? dpre.data() : nullptr);
+                const std::string what = std::string("lt linear ") + std::string(to_string(act)) +
+                                         (with_bias ? " +bias" : "") + (want_pre ? " +pre" : "");
+                // cuBLASLt's GELU epilogue may evaluate tanh with the hardware approximation
+                // (PTX tanh.approx.f32: relative error up to about 2^-11), so that case gets 1e-3.
+                check_device(gpu, what + " y", dy.view(), y.view(), act == Activation::gelu_tanh ? 1e-3 : 1e-5);
+                if (want_pre) check_device(gpu, what + " pre", dpre.view(), pre.view());
+            }
+    // One plan per (shape, precision, epilogue): bias, ReLU, ReLU+bias, GELU, GELU+bias.
+    CHECK(gpu.lt_plans() == 5);
+    gpu.set_tf32(true);  // a TF32 plan is a plan of its own
+    auto dy = poisoned(gpu, {3, 7, 24});
+    gpu.linear_forward(dx.view(), dw.view(), dbias.data(), Activation::none, dy.view(), nullptr);
+    CHECK(gpu.lt_plans() == 6);
+    Tensor<float> y(Shape{3, 7, 24});
+    cpu.linear_forward(x.view(), w.view(), bias.data(), Activation::none, y.view(), nullptr);
+    check_device(gpu, "lt linear tf32", dy.view(), y.view(), 1e-2);
+}
+
 TEST_CASE("layer_norm forward and backward (statistics, d_x, accumulated d_w and d_b; skipped outputs)") {
     Cpu cpu;
     Gpu gpu;

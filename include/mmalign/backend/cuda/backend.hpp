@@ -2,8 +2,9 @@
 // CUDA device, through cuBLAS and the kernels in kernels/.
 //
 // The backend object holds the run-time state: the device, a stream (its own, or one passed in),
-// the cuBLAS handle and its workspace, and a device scratch arena. Every op is queued on that
-// stream, so ops run in program order on the device and the host returns early. Semantics are
+// the cuBLAS handle and its workspace, the cuBLASLt plan cache (lt_plans.hpp), and a device
+// scratch arena. Every op is queued on that stream, so ops run in program order on the device and
+// the host returns early. Semantics are
 // those of CpuBackend (backend/cpu/backend.hpp), op by op, with these conventions:
 //  * Every T pointer and view (tensors, bias, mean, rstd, lse, norm, AttentionMask::additive)
 //    is device memory. Integer arrays (token ids, targets, AttentionMask::key_keep) are HOST
@@ -48,6 +49,7 @@
 #include "mmalign/backend/cuda/kernels/pointwise.cuh"
 #include "mmalign/backend/cuda/kernels/reduce.cuh"
 #include "mmalign/backend/cuda/kernels/softmax.cuh"
+#include "mmalign/backend/cuda/lt_plans.hpp"
 #include "mmalign/core/backend.hpp"
 #include "mmalign/core/ops.hpp"
 #include "mmalign/core/tensor.hpp"
@@ -77,6 +79,7 @@ public:
                                          // that DeviceTensor's own operations are ordered with it.
         std::size_t workspace_bytes = std::size_t(32) << 20;  // cuBLAS workspace
         bool fused_attention = false;    // MultiHeadAttention through attention_forward/backward
+        bool lt_epilogue = false;        // Linear's bias/ReLU/tanh-GELU fused into a cuBLASLt product
     };
 
     CudaBackend() : CudaBackend(Options{}) {}
@@ -101,8 +104,10 @@ public:
                 MMALIGN_CUDA_CHECK(cudaMalloc(&workspace_, o.workspace_bytes));
                 MMALIGN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, workspace_, o.workspace_bytes));
             }
+            workspace_bytes_ = o.workspace_bytes;
             set_tf32(o.tf32);
             fused_attention_ = o.fused_attention;
+            lt_epilogue_ = o.lt_epilogue;
         } catch (...) {
             release();
             throw;
@@ -203,6 +208,13 @@ public:
                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
 
+    /// Whether linear_forward may fuse its bias and activation into a cuBLASLt product
+    /// (lt_plans.hpp: bias, ReLU and tanh GELU, when no pre-activation is asked for).
+    bool lt_epilogue() const { return lt_epilogue_; }
+    void set_lt_epilogue(bool on) { lt_epilogue_ = on; }
+    /// Plans cached so far by the cuBLASLt path (one per shape, precision and epilogue).
+    std::size_t lt_plans() const { return lt_.size(); }
+
     /// y[M, N] = act(x[M, K] · w[N, K]ᵀ + bias[N]); `pre` (nullable, [M, N]) receives the value
     /// before the activation. `bias` may be null.
     void linear_forward(ConstView<T> x, ConstView<T> w, const T* bias, Activation act, TensorView<T> y, T* pre) {
@@ -210,6 +222,11 @@ public:
         if (x.shape().cols() != K || y.numel() != M * N || y.shape().cols() != N)
             throw ShapeError("linear: input " + x.shape().str() + " and output " + y.shape().str() +
                              " do not fit weight " + w.shape().str());
+        if (lt_epilogue_ && M * N > 0 && K > 0 && (pre == nullptr || act == Activation::none) &&
+            cuda::LtPlanCache::fusable(act, bias != nullptr) &&
+            lt_.linear(stream_, data_type, tf32_, M, N, K, x.data(), w.data(), bias, act, y.data(), workspace_,
+                       workspace_bytes_))
+            return;
         gemm(Trans::N, Trans::T, M, N, K, C(1), x.data(), K, w.data(), K, C(0), y.data(), N);
         if ((!bias && act == Activation::none) || M * N == 0) return;
         launch_pointwise(M * N, cuda::kernels::bias_activation_kernel<T>, y.data(), bias, act, pre, M, N);
@@ -693,6 +710,7 @@ private:
 
     void release() noexcept {  // no checks: called from the destructor
         if (stream_) (void)cudaStreamSynchronize(stream_);  // queued ops may still use the workspace
+        lt_.release();
         if (cublas_) (void)cublasDestroy(cublas_);
         if (workspace_) (void)cudaFree(workspace_);
         if (owns_stream_ && stream_) (void)cudaStreamDestroy(stream_);
@@ -709,6 +727,9 @@ private:
     void* workspace_ = nullptr;
     bool tf32_ = false;
     bool fused_attention_ = false;
+    bool lt_epilogue_ = false;
+    std::size_t workspace_bytes_ = 0;
+    cuda::LtPlanCache lt_;
     cuda::DeviceArena arena_;  // freed after release() has waited for the stream
 };
 
