@@ -104,7 +104,7 @@ else
     "$build/tests/cuda/test_cuda_modules" --test-case='fused attention*' >> "$logs/memcheck.log" 2>&1
   r2=$?
   [ $r -eq 0 ] && r=$r2
-  # The 16-bit kernels (and the 16-bit compare-and-swap add) through the op-level cases.
+  # The 16-bit kernels through the op-level cases.
   MMALIGN_REQUIRE_CUDA=1 timeout 60 "$sanitizer" --tool memcheck --error-exitcode 3 \
     "$build/tests/cuda/test_cuda_half" --test-case='16-bit*' >> "$logs/memcheck.log" 2>&1
   r3=$?

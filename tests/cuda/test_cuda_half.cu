@@ -300,6 +300,28 @@ TEST_CASE_TEMPLATE("16-bit losses keep float log-sum-exps; AdamW updates a float
     CHECK_FALSE(be.all_finite(std::span<const ConstView<T>>(views)));
 }
 
+TEST_CASE_TEMPLATE("16-bit embedding gradients: each row summed in float over its occurrences and rounded once", T,
+                   mmalign::bfloat16, float16) {
+    Cpu cpu;
+    CudaBackend<T> be;
+    const index_t V = 40, D = 24, n = 700;
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) ids[static_cast<std::size_t>(i)] = i % 3 == 0 ? 7 : std::int32_t((i * 13) % V);
+    // Positive contributions: a 16-bit running sum of ~230 of them would lose several bits.
+    const Tensor<float> d_out = random_rounded<T>({n, D}, 60, 0.5, 1.5), table0 = random_rounded<T>({V, D}, 61);
+    Tensor<float> want = table0;
+    cpu.embedding_backward(ids.data(), n, d_out.view(), want.view());
+    auto gd = up(be, d_out);
+    auto gt = up(be, table0);
+    be.embedding_backward(ids.data(), n, gd.cview(), gt.view());
+    check_op(be, "embedding backward", gt.cview(), want.view(), 2 * unit_roundoff<T>);
+    auto go = poisoned<T>({n, D});
+    be.embedding_forward(ids.data(), n, gt.cview(), go.view());  // any table: checks the gather only
+    Tensor<float> want_g(Shape{n, D});
+    cpu.embedding_forward(ids.data(), n, down(be, gt.cview()).view(), want_g.view());
+    check_op(be, "embedding forward", go.cview(), want_g.view(), 0.0);
+}
+
 namespace {
 /// Runs a CLIP-style pre-norm stack (3 layers, quick_gelu, causal + padding) forward and backward
 /// on the CPU in float and on CudaBackend<T>, with the given attention path on the device.

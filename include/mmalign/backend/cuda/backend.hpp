@@ -471,8 +471,29 @@ public:
         cpu::check_ids(ids, n, d_table.dim(0), "embedding backward");  // a bad id here would corrupt memory
         if (d_out.numel() == 0) return;
         auto sc = scope();
-        launch_pointwise(d_out.numel(), cuda::kernels::embedding_backward_kernel<T>, upload(sc, ids, n), n, d_out.data(),
-                         d_table.dim(1), d_table.data());
+        if constexpr (is_16bit_float_v<T>) {
+            // Group the occurrences of each id on the host (ids are host memory), then one float
+            // sum and one rounding per touched row.
+            std::vector<std::int32_t> order(static_cast<std::size_t>(n));
+            for (index_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+            std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) { return ids[a] < ids[b]; });
+            std::vector<std::int32_t> rows, first;
+            for (index_t j = 0; j < n; ++j) {
+                const std::int32_t id = ids[order[static_cast<std::size_t>(j)]];
+                if (rows.empty() || rows.back() != id) {
+                    rows.push_back(id);
+                    first.push_back(static_cast<std::int32_t>(j));
+                }
+            }
+            first.push_back(static_cast<std::int32_t>(n));
+            const index_t unique = static_cast<index_t>(rows.size());
+            launch_pointwise(unique * d_table.dim(1), cuda::kernels::embedding_backward_grouped_kernel<T>,
+                             upload(sc, rows.data(), unique), upload(sc, first.data(), unique + 1),
+                             upload(sc, order.data(), n), unique, d_out.data(), d_table.dim(1), d_table.data());
+        } else {
+            launch_pointwise(d_out.numel(), cuda::kernels::embedding_backward_kernel<T>, upload(sc, ids, n), n,
+                             d_out.data(), d_table.dim(1), d_table.data());
+        }
     }
 
     // ---- images -------------------------------------------------------------------------------

@@ -110,23 +110,8 @@ __device__ __forceinline__ index_t global_thread() {
 }
 __device__ __forceinline__ index_t grid_threads() { return static_cast<index_t>(gridDim.x) * blockDim.x; }
 
-/// *p += v. float and double use the hardware's atomicAdd; the 16-bit formats update their
-/// aligned 32-bit word with compare-and-swap, rounding the sum once.
+/// *p += v with the hardware's atomicAdd (16-bit tables use a grouped sum instead: gather.cuh).
 __device__ __forceinline__ void atomic_add(float* p, float v) { atomicAdd(p, v); }
 __device__ __forceinline__ void atomic_add(double* p, double v) { atomicAdd(p, v); }
-template <class T>
-    requires is_16bit_float_v<T>
-__device__ void atomic_add(T* p, float v) {
-    auto* word = reinterpret_cast<unsigned int*>(reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t(3));
-    const unsigned shift = (reinterpret_cast<std::uintptr_t>(p) & 2u) ? 16u : 0u;
-    unsigned int old = *word, assumed;
-    do {
-        assumed = old;
-        const T cur = T::from_bits(static_cast<std::uint16_t>(assumed >> shift));
-        const T sum = static_cast<float>(cur) + v;
-        const unsigned int next = (assumed & ~(0xffffu << shift)) | (static_cast<unsigned int>(sum.bits) << shift);
-        old = atomicCAS(word, assumed, next);
-    } while (old != assumed);
-}
 
 }  // namespace mmalign::cuda::kernels

@@ -29,6 +29,23 @@ __global__ void embedding_backward_kernel(const std::int32_t* ids, index_t n, co
     }
 }
 
+/// 16-bit tables: row `rows[u]` of d_table gets the float sum of d_out's rows `occ[first[u] ..
+/// first[u + 1])` (each id's occurrences, in order), rounded once — no atomics, so the sum is the
+/// same on every run and does not lose bits per occurrence as 16-bit additions would.
+template <class T>
+__global__ void embedding_backward_grouped_kernel(const std::int32_t* rows, const std::int32_t* first,
+                                                  const std::int32_t* occ, index_t unique, const T* d_out, index_t dim,
+                                                  T* d_table) {
+    const index_t total = unique * dim;
+    for (index_t i = global_thread(); i < total; i += grid_threads()) {
+        const index_t u = i / dim, c = i % dim;
+        float s = 0;
+        for (std::int32_t j = first[u]; j < first[u + 1]; ++j) s += static_cast<float>(d_out[index_t(occ[j]) * dim + c]);
+        T& t = d_table[index_t(rows[u]) * dim + c];
+        t = static_cast<float>(t) + s;
+    }
+}
+
 /// One thread per output element of patches [B, gh·gw, C·P·P].
 template <class T>
 __global__ void patchify_kernel(const T* pixels, index_t B, index_t C, index_t H, index_t W, index_t P, T* patches) {
