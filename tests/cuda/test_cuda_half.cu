@@ -322,6 +322,65 @@ TEST_CASE_TEMPLATE("16-bit embedding gradients: each row summed in float over it
     check_op(be, "embedding forward", go.cview(), want_g.view(), 0.0);
 }
 
+TEST_CASE_TEMPLATE("16-bit fused attention on tensor cores equals the float reference: head widths 32, 64, 128, every mask",
+                   T, mmalign::bfloat16, float16) {
+    const double u = unit_roundoff<T>;
+    Cpu cpu;
+    CudaBackend<T> be;
+    be.set_fused_attention(true);
+    struct Case {
+        const char* what;
+        index_t B, H, Tq, Tk, dh;
+        int mask;  // 0 none, 1 padding (one batch row fully hidden), 2 causal with offset, 3 additive
+    };
+    for (const Case cs : {Case{"none", 2, 2, 77, 77, 64, 0}, Case{"padding", 3, 2, 70, 150, 32, 1},
+                          Case{"causal", 2, 3, 65, 130, 128, 2}, Case{"additive", 2, 2, 257, 257, 64, 3}}) {
+        CAPTURE(cs.what);
+        CAPTURE(cs.dh);
+        const index_t D = cs.H * cs.dh;
+        const Tensor<float> q = random_rounded<T>({cs.B, cs.Tq, D}, 70), k = random_rounded<T>({cs.B, cs.Tk, D}, 71),
+                            v = random_rounded<T>({cs.B, cs.Tk, D}, 72), d_o = random_rounded<T>({cs.B, cs.Tq, D}, 73);
+        std::vector<std::int32_t> keep(static_cast<std::size_t>(cs.B * cs.Tk), 1);
+        if (cs.mask == 1) {
+            for (index_t j = 0; j < cs.Tk; ++j) keep[static_cast<std::size_t>(j)] = 0;  // batch 0 sees nothing
+            for (index_t j = cs.Tk - 40; j < cs.Tk; ++j) keep[static_cast<std::size_t>(cs.Tk + j)] = 0;
+        }
+        const Tensor<float> add = random_rounded<T>({cs.B, cs.Tq, cs.Tk}, 74, -3, 3);
+        DeviceTensor<T> gadd = up(be, add);
+        AttentionMask<float> cm;
+        AttentionMask<T> gm;
+        if (cs.mask == 1) cm.key_keep = gm.key_keep = keep.data();
+        if (cs.mask == 2) cm.causal = gm.causal = true, cm.causal_offset = gm.causal_offset = cs.Tk - cs.Tq;
+        if (cs.mask == 3) cm.additive = add.data(), gm.additive = gadd.data();
+        const float scale = 1.0f / std::sqrt(float(cs.dh));
+        Tensor<float> o(q.shape()), st(Shape{cs.B, cs.H, cs.Tq, 2}), dq(q.shape()), dk(k.shape()), dv(v.shape());
+        cpu.attention_forward(q.data(), k.data(), v.data(), cs.Tk * D, cs.B, cs.H, cs.Tq, cs.Tk, cs.dh, scale, cm,
+                              o.data(), st.data());
+        cpu.attention_backward(q.data(), k.data(), v.data(), cs.Tk * D, cs.B, cs.H, cs.Tq, cs.Tk, cs.dh, scale, cm,
+                               o.data(), d_o.data(), st.data(), dq.data(), dk.data(), dv.data());
+        auto gq = up(be, q), gk = up(be, k), gv = up(be, v), gdo = up(be, d_o);
+        for (bool wmma : {true, false}) {
+            CAPTURE(wmma);
+            be.set_wmma_attention(wmma);
+            auto go = poisoned<T>(q.shape()), gdq = poisoned<T>(q.shape()), gdk = poisoned<T>(k.shape()),
+                 gdv = poisoned<T>(v.shape());
+            DeviceTensor<float> gst(st.shape(), std::numeric_limits<float>::quiet_NaN());
+            be.attention_forward(gq.data(), gk.data(), gv.data(), cs.Tk * D, cs.B, cs.H, cs.Tq, cs.Tk, cs.dh, scale, gm,
+                                 go.data(), gst.data());
+            // P is rounded to the storage type before P·V: a few u on top of the output's rounding.
+            check_op(be, "attention o", go.cview(), o.view(), 4 * u);
+            Tensor<float> hst(st.shape());
+            be.to_host(gst.cview(), hst.view());
+            test::check_close("attention stats", hst.view(), st.view(), 1e-5);
+            be.attention_backward(gq.data(), gk.data(), gv.data(), cs.Tk * D, cs.B, cs.H, cs.Tq, cs.Tk, cs.dh, scale,
+                                  gm, go.data(), gdo.data(), gst.data(), gdq.data(), gdk.data(), gdv.data());
+            check_norm("attention d_q", down(be, gdq.cview()).view(), dq.view(), 16 * u);
+            check_norm("attention d_k", down(be, gdk.cview()).view(), dk.view(), 16 * u);
+            check_norm("attention d_v", down(be, gdv.cview()).view(), dv.view(), 16 * u);
+        }
+    }
+}
+
 namespace {
 /// Runs a CLIP-style pre-norm stack (3 layers, quick_gelu, causal + padding) forward and backward
 /// on the CPU in float and on CudaBackend<T>, with the given attention path on the device.

@@ -43,6 +43,7 @@
 #include "mmalign/backend/cuda/device_tensor.hpp"
 #include "mmalign/backend/cuda/error.hpp"
 #include "mmalign/backend/cuda/kernels/attention.cuh"
+#include "mmalign/backend/cuda/kernels/attention_wmma.cuh"
 #include "mmalign/backend/cuda/kernels/gather.cuh"
 #include "mmalign/backend/cuda/kernels/layer_norm.cuh"
 #include "mmalign/backend/cuda/kernels/losses.cuh"
@@ -80,6 +81,7 @@ public:
         std::size_t workspace_bytes = std::size_t(32) << 20;  // cuBLAS workspace
         bool fused_attention = false;    // MultiHeadAttention through attention_forward/backward
         bool lt_epilogue = false;        // Linear's bias/ReLU/tanh-GELU fused into a cuBLASLt product
+        bool wmma_attention = true;      // 16-bit fused attention forward on tensor cores where it fits
     };
 
     CudaBackend() : CudaBackend(Options{}) {}
@@ -108,6 +110,10 @@ public:
             set_tf32(o.tf32);
             fused_attention_ = o.fused_attention;
             lt_epilogue_ = o.lt_epilogue;
+            wmma_attention_ = o.wmma_attention;
+            int major = 0;
+            MMALIGN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
+            tensor_cores_16bit_ = major >= 8;
         } catch (...) {
             release();
             throw;
@@ -278,6 +284,10 @@ public:
     /// semantics of cpu/attention.hpp) instead of gemm + attention_softmax + gemm.
     bool fused_attention() const { return fused_attention_; }
     void set_fused_attention(bool on) { fused_attention_ = on; }
+    /// 16-bit storage: whether the fused forward runs on tensor cores (kernels/attention_wmma.cuh)
+    /// for head widths 32, 64 and 128 on compute capability 8.0+, instead of the warp kernels.
+    bool wmma_attention() const { return wmma_attention_; }
+    void set_wmma_attention(bool on) { wmma_attention_ = on; }
     /// q, o: [B, Tq, H·dh]; k, v: rows of H·dh, batch b at b·kv_batch_stride; stats [B, H, Tq, 2] or
     /// null. Head widths up to 128. mask.key_keep is host memory, mask.additive device memory.
     void attention_forward(const T* q, const T* k, const T* v, index_t kv_batch_stride, index_t B, index_t H, index_t Tq,
@@ -286,6 +296,22 @@ public:
         if (B * H * Tq == 0) return;
         auto sc = scope();
         const std::int32_t* keep = mask.key_keep ? upload(sc, mask.key_keep, B * Tk) : nullptr;
+        if constexpr (is_16bit_float_v<T>) {
+            if (wmma_attention_ && tensor_cores_16bit_ && B * H <= 65535) {
+                const index_t as = additive_stride(mask, Tq, Tk);
+                const bool c = mask.causal;
+                const index_t co = mask.causal_offset;
+                switch (dh) {
+                    case 32: return attention_forward_wmma<32>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
+                                                               mask.additive, as, o, stats);
+                    case 64: return attention_forward_wmma<64>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
+                                                               mask.additive, as, o, stats);
+                    case 128: return attention_forward_wmma<128>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c,
+                                                                 co, mask.additive, as, o, stats);
+                    default: break;  // other widths: the warp kernels below
+                }
+            }
+        }
         cuda::kernels::attention_forward_kernel<T>
             <<<cuda::kernels::warp_row_blocks(B * H * Tq), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
                stream_>>>(q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset,
@@ -637,6 +663,22 @@ public:
 
 private:
     static cublasOperation_t op(Trans t) { return t == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
+
+    /// The tensor-core forward (kernels/attention_wmma.cuh) for head width DH: blocks of 64
+    /// queries of one (batch, head), its shared memory opted in above the default 48 KiB.
+    template <int DH>
+    void attention_forward_wmma(const T* q, const T* k, const T* v, index_t kv_stride, index_t B, index_t H, index_t Tq,
+                                index_t Tk, C scale, const std::int32_t* keep, bool causal, index_t causal_offset,
+                                const T* additive, index_t add_stride, T* o, C* stats) {
+        constexpr std::size_t smem = cuda::kernels::wmma_attention_smem<DH>();
+        auto kernel = cuda::kernels::attention_forward_wmma_kernel<T, DH>;
+        MMALIGN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        const dim3 grid(static_cast<unsigned>((Tq + cuda::kernels::wmma_queries - 1) / cuda::kernels::wmma_queries),
+                        static_cast<unsigned>(B * H));
+        kernel<<<grid, cuda::kernels::wmma_warps * cuda::kernels::warp_size, smem, stream_>>>(
+            q, k, v, kv_stride, B, H, Tq, Tk, scale, keep, causal, causal_offset, additive, add_stride, o, stats);
+        MMALIGN_CUDA_CHECK_LAUNCH(stream_);
+    }
     static constexpr cudaDataType_t data_type = std::is_same_v<T, float>      ? CUDA_R_32F
                                                 : std::is_same_v<T, bfloat16> ? CUDA_R_16BF
                                                                               : CUDA_R_16F;
@@ -749,6 +791,8 @@ private:
     bool tf32_ = false;
     bool fused_attention_ = false;
     bool lt_epilogue_ = false;
+    bool wmma_attention_ = true;
+    bool tensor_cores_16bit_ = false;  // compute capability 8.0+: bfloat16/float16 WMMA
     std::size_t workspace_bytes_ = 0;
     cuda::LtPlanCache lt_;
     cuda::DeviceArena arena_;  // freed after release() has waited for the stream

@@ -8,14 +8,18 @@
 // the tanh form (what PyTorch's fused addmm+GELU also restricts itself to), so only gelu_tanh maps
 // onto it; erf GELU and quick_gelu (CLIP) keep the separate kernel, as does any call that must
 // also return the pre-activation. In cuBLASLt's column-major terms y is D = op(w)·x with D [N, M],
-// so the bias runs along D's rows, as the epilogue requires. Plans are keyed by shape, precision
-// and epilogue; the bias pointer is set per call. Only nvcc compiles this header.
+// so the bias runs along D's rows, as the epilogue requires. Plans are keyed by shape, precision,
+// epilogue and the operands' alignment (cuBLASLt's heuristic otherwise assumes 256-byte aligned
+// buffers, which views into larger tensors need not be); the bias pointer is set per call. Only
+// nvcc compiles this header.
 #pragma once
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <tuple>
 
@@ -43,7 +47,8 @@ public:
     bool linear(cudaStream_t stream, cudaDataType_t type, bool tf32, index_t M, index_t N, index_t K, const void* x,
                 const void* w, const void* bias, Activation act, void* y, void* workspace, std::size_t workspace_bytes) {
         if (!handle_) MMALIGN_CUBLAS_CHECK(cublasLtCreate(&handle_));
-        const Key key{M, N, K, static_cast<int>(type), tf32, static_cast<int>(epilogue(act, bias != nullptr))};
+        const Key key{M, N, K, static_cast<int>(type), tf32, static_cast<int>(epilogue(act, bias != nullptr)),
+                      alignment({x, w, y})};
         auto it = plans_.find(key);
         if (it == plans_.end()) it = plans_.emplace(key, make_plan(key, workspace_bytes)).first;
         Plan& p = it->second;
@@ -72,6 +77,7 @@ private:
         int type;
         bool tf32;
         int epilogue;
+        std::uint32_t align;  // bytes every operand's address is a multiple of (at most 256)
         auto operator<=>(const Key&) const = default;
     };
     struct Plan {
@@ -86,6 +92,15 @@ private:
             desc = nullptr, a = b = d = nullptr;
         }
     };
+
+    static std::uint32_t alignment(std::initializer_list<const void*> ptrs) {
+        std::uintptr_t a = 256;
+        for (const void* p : ptrs) {
+            const auto v = reinterpret_cast<std::uintptr_t>(p);
+            if (v) a = std::min<std::uintptr_t>(a, v & (~v + 1));  // the lowest set bit
+        }
+        return static_cast<std::uint32_t>(a);
+    }
 
     static cublasLtEpilogue_t epilogue(Activation act, bool has_bias) {
         switch (act) {
@@ -116,6 +131,9 @@ private:
             MMALIGN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
             MMALIGN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                                       &workspace_bytes, sizeof(workspace_bytes)));
+            for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                              CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+                MMALIGN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &k.align, sizeof(k.align)));
             if (type != CUDA_R_32F) {  // 16-bit output: split-K partials are summed in fp32, never in 16 bits
                 const std::uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE |
                                               CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
