@@ -111,9 +111,11 @@ public:
             fused_attention_ = o.fused_attention;
             lt_epilogue_ = o.lt_epilogue;
             wmma_attention_ = o.wmma_attention;
-            int major = 0;
+            int major = 0, smem_optin = 0;
             MMALIGN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
+            MMALIGN_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_));
             tensor_cores_16bit_ = major >= 8;
+            smem_optin_ = static_cast<std::size_t>(smem_optin);
         } catch (...) {
             release();
             throw;
@@ -301,14 +303,22 @@ public:
                 const index_t as = additive_stride(mask, Tq, Tk);
                 const bool c = mask.causal;
                 const index_t co = mask.causal_offset;
-                switch (dh) {
-                    case 32: return attention_forward_wmma<32>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
-                                                               mask.additive, as, o, stats);
-                    case 64: return attention_forward_wmma<64>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
-                                                               mask.additive, as, o, stats);
-                    case 128: return attention_forward_wmma<128>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c,
-                                                                 co, mask.additive, as, o, stats);
-                    default: break;  // other widths: the warp kernels below
+                // Each width needs its shared memory (52, 80, 136 KiB); cards with a 99 KiB limit
+                // (sm_86, sm_89) take the warp kernels for width 128.
+                namespace ck = cuda::kernels;
+                const std::size_t need = dh == 32    ? ck::wmma_attention_smem<32>()
+                                         : dh == 64  ? ck::wmma_attention_smem<64>()
+                                         : dh == 128 ? ck::wmma_attention_smem<128>()
+                                                     : 0;
+                if (need != 0 && need <= smem_optin_) {
+                    if (dh == 32)
+                        return attention_forward_wmma<32>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
+                                                          mask.additive, as, o, stats);
+                    if (dh == 64)
+                        return attention_forward_wmma<64>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
+                                                          mask.additive, as, o, stats);
+                    return attention_forward_wmma<128>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
+                                                       mask.additive, as, o, stats);
                 }
             }
         }
@@ -793,6 +803,7 @@ private:
     bool lt_epilogue_ = false;
     bool wmma_attention_ = true;
     bool tensor_cores_16bit_ = false;  // compute capability 8.0+: bfloat16/float16 WMMA
+    std::size_t smem_optin_ = 0;       // the most dynamic shared memory a block may opt in to
     std::size_t workspace_bytes_ = 0;
     cuda::LtPlanCache lt_;
     cuda::DeviceArena arena_;  // freed after release() has waited for the stream

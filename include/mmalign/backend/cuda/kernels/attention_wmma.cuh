@@ -92,7 +92,8 @@ __global__ void __launch_bounds__(wmma_warps * 32)
         const index_t qi = q0 + e / DH;
         Qs[e] = qi < Tq ? q[(b * Tq + qi) * D + h * DH + e % DH] : T(0.0f);
     }
-    for (int e = lane; e < 2 * 16 * DH; e += 32) Os[e] = 0.0f;
+    for (int e = lane; e < 16 * DH; e += 32) Os[e] = 0.0f;
+    __syncwarp();  // the epilogue reads other lanes' zeros even when no key tile runs
 
     // Keys past the block's last visible one never matter.
     index_t block_end = Tk;
