@@ -84,6 +84,23 @@ for name in test_cuda_ops test_cuda_modules test_cuda_half; do
   tests_summary+="$name: $(grep -E '^\[doctest\] test cases:' "$build/$name.log" | sed 's/\[doctest\] //') (exit $r); "
   [ $r -ne 0 ] && grep -E -B2 -A12 "ERROR|FATAL|error:" "$build/$name.log" | head -80
 done
+# The zero-shot example on the GPU in every precision against the CPU (needs mmalign::image,
+# i.e. libjpeg-turbo and stb where the build ran; skipped without them).
+if cmake --build "$build" --target help 2>/dev/null | grep -q "clip_zero_shot_cuda"; then
+  if cmake --build "$build" -j "$jobs" --target clip_zero_shot_cuda >> "$logs/build.log" 2>&1; then
+    for p in fp32 tf32 bf16 fp16; do
+      "$build/examples/clip_zero_shot_cuda" "$build/examples/zero_shot_model" tests/fixtures/images/cat_crop.png \
+        cat dog car "coffee cup" --precision $p --fused-attention --compare-cpu > "$build/zs.log" 2>&1
+      r=$?
+      { echo "==== clip_zero_shot_cuda --precision $p (exit $r)"; cat "$build/zs.log"; } >> "$logs/tests.log"
+      [ $r -ne 0 ] && tests_rc=1
+      tests_summary+="zero-shot $p: exit $r; "
+    done
+  else
+    tests_rc=1
+    tests_summary+="clip_zero_shot_cuda: build FAILED; "
+  fi
+fi
 record "CUDA tests" "$([ $tests_rc -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "$tests_summary"
 [ $tests_rc -ne 0 ] && overall=1
 

@@ -47,8 +47,9 @@ namespace detail {
 // With FMA available (-march=haswell and later) GCC and clang contract a·b + c by default, which
 // rounds the filter polynomials differently from Pillow's baseline x86-64 build (measured: the
 // doubles change); turn contraction off for these functions. clang's -ffp-contract=fast ignores
-// the pragma by design; use fast-honor-pragmas there.
-#if defined(__GNUC__) && !defined(__clang__)
+// the pragma by design; use fast-honor-pragmas there. nvcc's front end does not know these
+// pragmas (a .cu file's host code is built without -march, so without FMA contraction anyway).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
 #endif
@@ -124,7 +125,7 @@ inline PillowCoeffs pillow_coeffs(int in_size, int out_size, Resample filter) {
     return c;
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
 #pragma GCC pop_options
 #endif
 
