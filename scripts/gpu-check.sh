@@ -3,19 +3,21 @@
 # Ninja (PyTorch optional), from the repository root, with the header-only dependencies vendored
 # in deps/ (scripts/vendor-deps.sh, run where the Debian packages are):
 #   1. configure (Release, sm_90, CMAKE_PREFIX_PATH=deps) and build the CUDA tests and bench_gpu
-#   2. run the CUDA tests (they fail, not skip, when no device is visible)
-#   3. compute-sanitizer memcheck over test_cuda_ops, the fused-attention module case and the 16-bit
-#      op cases, when compute-sanitizer exists
+#   2. run the CUDA tests (they fail, not skip, when no device is visible), and the zero-shot
+#      example in every precision where mmalign::image was built
 #   4. bench_gpu (gemm vs cuBLAS; cuBLAS bf16 peak; ViT-B/32- and ViT-L/14-sized encoder forwards,
-#      plain and fused attention); the CLIP training step (bench_train_clip_gpu, and
-#      benchmarks/torch/train_clip.py --device cuda); then benchmarks/torch/gpu_vit.py when
-#      `import torch` works (torch.compile last, with whatever time is left)
+#      fp32/TF32/bf16, plain and fused attention); then benchmarks/torch/gpu_vit.py when
+#      `import torch` works (torch.compile with a capped budget); the CLIP training step
+#      (bench_train_clip_gpu fp32/TF32/fused/bf16, and benchmarks/torch/train_clip.py --device
+#      cuda); and compute-sanitizer memcheck over test_cuda_ops, the fused-attention module case
+#      and the 16-bit op cases with what the budget has left (the measurements come first)
 #   5. a summary table (last lines of the output)
-# Logs go to $OUT when it is set (else to <build>/gpu-check), 8 files at most (what $OUT returns). Every step runs
-# even when an earlier optional one failed; the exit status is 1 if the build, a test, the
-# sanitizer or a benchmark check failed. Optional steps (memcheck, torch.compile) are cut short
-# or skipped as the time budget (GPU_CHECK_BUDGET, 380 s) runs out, so the whole script stays
-# under about 6.5 minutes on a 16-core H100/H200 machine; about 3 to 4 minutes is typical.
+# Logs go to $OUT when it is set (else to <build>/gpu-check), 8 files at most (what $OUT returns).
+# Every step runs even when an earlier optional one failed; the exit status is 1 if the build, a test, the
+# sanitizer or a benchmark check failed. Optional steps (torch.compile, the training step,
+# memcheck) are cut short or skipped as the time budget (GPU_CHECK_BUDGET, 480 s) runs out, so the
+# whole script stays under about 8.5 minutes on a 16-core H100/H200 machine: give the device call
+# timeout_s 590.
 # Usage: scripts/gpu-check.sh [build-dir]   (default build-gpu); CUDA_ARCH=90 by default.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +27,7 @@ logs=${OUT:-$build/gpu-check}
 mkdir -p "$logs"
 jobs=$(nproc 2>/dev/null || echo 8)
 t_start=$(date +%s)
-budget=${GPU_CHECK_BUDGET:-380}  # seconds; optional steps start only while time is left
+budget=${GPU_CHECK_BUDGET:-480}  # seconds; optional steps start only while time is left
 
 elapsed() { echo $(( $(date +%s) - t_start )); }
 left() { echo $(( budget - $(elapsed) )); }
@@ -104,37 +106,6 @@ fi
 record "CUDA tests" "$([ $tests_rc -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "$tests_summary"
 [ $tests_rc -ne 0 ] && overall=1
 
-# ---- 3. compute-sanitizer memcheck ---------------------------------------------------------
-sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-t=$(date +%s)
-if [ -z "$sanitizer" ]; then
-  record "memcheck" "skipped" 0 "compute-sanitizer not found"
-elif [ "$(left)" -lt 240 ]; then
-  record "memcheck" "skipped" 0 "time budget"
-else
-  # The CudaError test makes failing API calls on purpose; the sanitizer would count them as errors.
-  MMALIGN_REQUIRE_CUDA=1 timeout 120 "$sanitizer" --tool memcheck --error-exitcode 3 \
-    "$build/tests/cuda/test_cuda_ops" --test-case-exclude='failed CUDA and cuBLAS calls*' > "$logs/memcheck.log" 2>&1
-  r=$?
-  # The fused attention kernels are exercised by one module case.
-  MMALIGN_REQUIRE_CUDA=1 timeout 60 "$sanitizer" --tool memcheck --error-exitcode 3 \
-    "$build/tests/cuda/test_cuda_modules" --test-case='fused attention*' >> "$logs/memcheck.log" 2>&1
-  r2=$?
-  [ $r -eq 0 ] && r=$r2
-  # The 16-bit kernels through the op-level cases.
-  MMALIGN_REQUIRE_CUDA=1 timeout 60 "$sanitizer" --tool memcheck --error-exitcode 3 \
-    "$build/tests/cuda/test_cuda_half" --test-case='16-bit*' >> "$logs/memcheck.log" 2>&1
-  r3=$?
-  [ $r -eq 0 ] && r=$r3
-  summary=$(grep -E "ERROR SUMMARY" "$logs/memcheck.log" | tail -1)
-  case $r in
-    0) record "memcheck" "ok" $(( $(date +%s) - t )) "test_cuda_ops + fused attention + 16-bit ops: $summary" ;;
-    124) record "memcheck" "timeout" $(( $(date +%s) - t )) "test_cuda_ops (120 s) / fused attention, 16-bit (60 s) limit" ;;
-    *) record "memcheck" "FAILED" $(( $(date +%s) - t )) "test_cuda_ops exit $r: $summary"; overall=1
-       grep -E -A8 "Invalid|ERROR" "$logs/memcheck.log" | head -60 ;;
-  esac
-fi
-
 # ---- 4. benchmarks -------------------------------------------------------------------------
 t=$(date +%s)
 timeout 270 "$build/benchmarks/gpu/bench_gpu" > "$logs/bench.log" 2>&1
@@ -142,7 +113,31 @@ r=$?
 record "bench_gpu" "$([ $r -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "exit $r"
 [ $r -ne 0 ] && { overall=1; tail -20 "$logs/bench.log"; }
 
-# ---- 4b. CLIP training step: mmalign (CUDA) vs PyTorch (CUDA), same weights and batches ----------
+# ---- 4b. PyTorch side of the encoder rows (torch.compile gets what the budget allows) -----------
+t=$(date +%s)
+: > "$logs/torch.log"
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  remaining=$(left)
+  if [ "$remaining" -lt 60 ]; then
+    record "torch gpu_vit.py" "skipped" 0 "time budget"
+  else
+    # Leave about 100 s for the training step and 90 s for memcheck after this step.
+    compile_budget=$(( remaining - 280 ))
+    [ $compile_budget -lt 0 ] && compile_budget=0
+    [ $compile_budget -gt 120 ] && compile_budget=120
+    limit=$(( remaining - 190 ))
+    [ $limit -lt 60 ] && limit=60
+    PYTHONUNBUFFERED=1 timeout $limit python3 benchmarks/torch/gpu_vit.py \
+      --compile-budget "$compile_budget" > "$logs/torch.log" 2>&1
+    r=$?
+    record "torch gpu_vit.py" "$([ $r -eq 0 ] && echo ok || echo "exit $r")" $(( $(date +%s) - t )) \
+      "compile budget ${compile_budget}s"
+  fi
+else
+  record "torch gpu_vit.py" "skipped" 0 "no torch with CUDA"
+fi
+
+# ---- 4c. CLIP training step: mmalign (CUDA) vs PyTorch (CUDA), same weights and batches ----------
 # Each run must exit 0 and print its JSON line; a run's time limit is what the budget has left.
 t=$(date +%s)
 : > "$logs/train.jsonl"
@@ -178,25 +173,37 @@ else
   fi
 fi
 
-# ---- 4c. PyTorch side of the encoder rows (torch.compile gets what the budget has left) --------
+# ---- 4d. compute-sanitizer memcheck, last: the measurements come first ------------------------
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 t=$(date +%s)
-: > "$logs/torch.log"
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  remaining=$(left)
-  if [ "$remaining" -lt 60 ]; then
-    record "torch gpu_vit.py" "skipped" 0 "time budget"
-  else
-    compile_budget=$(( remaining - 90 ))
-    [ $compile_budget -lt 0 ] && compile_budget=0
-    [ $compile_budget -gt 150 ] && compile_budget=150
-    PYTHONUNBUFFERED=1 timeout $(( remaining - 10 )) python3 benchmarks/torch/gpu_vit.py \
-      --compile-budget "$compile_budget" > "$logs/torch.log" 2>&1
-    r=$?
-    record "torch gpu_vit.py" "$([ $r -eq 0 ] && echo ok || echo "exit $r")" $(( $(date +%s) - t )) \
-      "compile budget ${compile_budget}s"
-  fi
+if [ -z "$sanitizer" ]; then
+  record "memcheck" "skipped" 0 "compute-sanitizer not found"
+elif [ "$(left)" -lt 90 ]; then
+  record "memcheck" "skipped" 0 "time budget"
 else
-  record "torch gpu_vit.py" "skipped" 0 "no torch with CUDA"
+  # What the budget has left, split 2:1:1; the CudaError test makes failing API calls on purpose
+  # (the sanitizer would count them as errors).
+  mt=$(( $(left) - 10 ))
+  MMALIGN_REQUIRE_CUDA=1 timeout $(( mt / 2 )) "$sanitizer" --tool memcheck --error-exitcode 3 \
+    "$build/tests/cuda/test_cuda_ops" --test-case-exclude='failed CUDA and cuBLAS calls*' > "$logs/memcheck.log" 2>&1
+  r=$?
+  # The fused attention kernels are exercised by one module case.
+  MMALIGN_REQUIRE_CUDA=1 timeout $(( mt / 4 )) "$sanitizer" --tool memcheck --error-exitcode 3 \
+    "$build/tests/cuda/test_cuda_modules" --test-case='fused attention*' >> "$logs/memcheck.log" 2>&1
+  r2=$?
+  [ $r -eq 0 ] && r=$r2
+  # The 16-bit kernels through the op-level cases.
+  MMALIGN_REQUIRE_CUDA=1 timeout $(( mt / 4 )) "$sanitizer" --tool memcheck --error-exitcode 3 \
+    "$build/tests/cuda/test_cuda_half" --test-case='16-bit*' >> "$logs/memcheck.log" 2>&1
+  r3=$?
+  [ $r -eq 0 ] && r=$r3
+  summary=$(grep -E "ERROR SUMMARY" "$logs/memcheck.log" | tail -1)
+  case $r in
+    0) record "memcheck" "ok" $(( $(date +%s) - t )) "test_cuda_ops + fused attention + 16-bit ops: $summary" ;;
+    124) record "memcheck" "timeout" $(( $(date +%s) - t )) "the budget's last ${mt}s were not enough" ;;
+    *) record "memcheck" "FAILED" $(( $(date +%s) - t )) "test_cuda_ops exit $r: $summary"; overall=1
+       grep -E -A8 "Invalid|ERROR" "$logs/memcheck.log" | head -60 ;;
+  esac
 fi
 
 # ---- 5. summary ----------------------------------------------------------------------------
