@@ -9,8 +9,9 @@ T = 50; label "vit") and ViT-L/14-sized (24 layers, D = 1024, H = 16, MLP 4096, 
   torch-sdpa     eager with torch.nn.functional.scaled_dot_product_attention (flash / efficient
                  kernels where PyTorch picks them)
   torch-compile  torch.compile of the SDPA model, within a time budget
-in fp32 with TF32 off ("fp32") and on ("tf32"), and eager SDPA under torch.autocast(bfloat16)
-("bf16"). Timing: CUDA events around each call after warm-up; the median counts. Prints one line
+in fp32 with TF32 off ("fp32") and on ("tf32"), and in bf16 ("bf16": the model converted to
+bfloat16, as mmalign's bf16 storage; plus torch-autocast, SDPA under torch.autocast(bfloat16) over
+the float model). Timing: CUDA events around each call after warm-up; the median counts. Prints one line
 per measurement in bench_gpu's format ("RESULT <label> b=<B> <prec> <impl> <value> seq/s"), which
 scripts/gpu-check.sh joins with bench_gpu's rows.
 
@@ -18,6 +19,7 @@ scripts/gpu-check.sh joins with bench_gpu's rows.
                                         [--compile-budget 90]
 """
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -132,34 +134,43 @@ def bench_model(key, batches, args, t0):
                     ms = median_ms(model, inputs[b], 2, reps_for(b))
                     result(label, b, prec, "torch-sdpa" if sdpa else "torch-eager", b / (ms * 1e-3))
         set_tf32(False)
+        # bf16 like mmalign's bf16 rows: weights and activations stored in bf16 (the same weights,
+        # rounded), attention written out and SDPA; autocast over the float model as a third row.
+        model16 = copy.deepcopy(model).to(torch.bfloat16)
+        for sdpa in (False, True):
+            model16.set_sdpa(sdpa)
+            for b in batches:
+                ms = median_ms(model16, inputs[b].to(torch.bfloat16), 2, reps_for(b))
+                result(label, b, "bf16", "torch-sdpa" if sdpa else "torch-eager", b / (ms * 1e-3))
         model.set_sdpa(True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             for b in batches:
                 ms = median_ms(model, inputs[b], 2, reps_for(b))
-                result(label, b, "bf16", "torch-sdpa", b / (ms * 1e-3))
+                result(label, b, "bf16", "torch-autocast", b / (ms * 1e-3))
 
         if args.no_compile:
             return
-        for tf32 in (False, True):
-            set_tf32(tf32)
-            prec = "tf32" if tf32 else "fp32"
+        for prec in ("fp32", "tf32", "bf16"):
+            set_tf32(prec == "tf32")
+            target = model16 if prec == "bf16" else model
             try:
                 torch._dynamo.reset()
-                compiled = torch.compile(model, dynamic=False)
+                compiled = torch.compile(target, dynamic=False)
                 for b in batches:
+                    x = inputs[b].to(torch.bfloat16) if prec == "bf16" else inputs[b]
                     if time.time() - t0 > args.compile_budget:
                         print(f"torch.compile {label} b={b} {prec}: skipped (compile budget of "
                               f"{args.compile_budget:.0f} s spent)", flush=True)
                         continue
                     tc = time.time()
-                    compiled(inputs[b])  # compiles for this shape
+                    compiled(x)  # compiles for this shape
                     torch.cuda.synchronize()
                     print(f"torch.compile {label} b={b} {prec}: compiled in {time.time() - tc:.1f} s", flush=True)
-                    ms = median_ms(compiled, inputs[b], 2, reps_for(b))
+                    ms = median_ms(compiled, x, 2, reps_for(b))
                     result(label, b, prec, "torch-compile", b / (ms * 1e-3))
             except Exception as e:  # torch.compile is optional here
                 print(f"torch.compile {label} {prec}: failed ({type(e).__name__}: {e})", flush=True)
-    del model
+    del model, model16
     torch.cuda.empty_cache()
 
 
