@@ -17,7 +17,6 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "mmalign/nn/linear.hpp"
@@ -257,12 +256,12 @@ private:
             be.attention_forward(q, k, v, kv_batch_stride, Bn, H, Tq, Tk, dh, scale(), mask, o, stats);
             return;
         }
-        // 16-bit storage scales inside the product, so the stored scores are the smaller scaled ones
-        // (raw q·kᵀ would overflow float16 √dh times sooner); float keeps the CPU's order.
-        constexpr bool scale_in_product = !std::is_same_v<T, C>;
-        be.gemm_batched_2d(Trans::N, Trans::T, Tq, Tk, dh, scale_in_product ? scale() : C(1), q, D, Tq * D, dh, k, D,
-                           kv_batch_stride, dh, C(0), p.data(), Tk, H * Tq * Tk, Tq * Tk, Bn, H);
-        be.attention_softmax_forward(p, scale_in_product ? C(1) : scale(), mask);
+        // The scale goes into the product (scores = scale·q kᵀ), so the stored scores are the scaled
+        // ones: raw q·kᵀ would overflow float16 √dh times sooner. The softmax backward still
+        // multiplies by the scale: d(q kᵀ) = scale · d(scores).
+        be.gemm_batched_2d(Trans::N, Trans::T, Tq, Tk, dh, scale(), q, D, Tq * D, dh, k, D, kv_batch_stride, dh, C(0),
+                           p.data(), Tk, H * Tq * Tk, Tq * Tk, Bn, H);
+        be.attention_softmax_forward(p, C(1), mask);
         be.gemm_batched_2d(Trans::N, Trans::N, Tq, dh, Tk, T(1), p.data(), Tk, H * Tq * Tk, Tq * Tk, v, D, kv_batch_stride,
                            dh, T(0), o, D, Tq * D, dh, Bn, H);
     }

@@ -297,12 +297,9 @@ public:
         check_head_dim(dh);
         if (B * H * Tq == 0) return;
         auto sc = scope();
-        const std::int32_t* keep = mask.key_keep ? upload(sc, mask.key_keep, B * Tk) : nullptr;
+        const cuda::kernels::DeviceMask<T> dm = device_mask(sc, mask, B, Tq, Tk);
         if constexpr (is_16bit_float_v<T>) {
             if (wmma_attention_ && tensor_cores_16bit_ && B * H <= 65535) {
-                const index_t as = additive_stride(mask, Tq, Tk);
-                const bool c = mask.causal;
-                const index_t co = mask.causal_offset;
                 // Each width needs its shared memory (52, 80, 136 KiB); cards with a 99 KiB limit
                 // (sm_86, sm_89) take the warp kernels for width 128.
                 namespace ck = cuda::kernels;
@@ -311,21 +308,15 @@ public:
                                          : dh == 128 ? ck::wmma_attention_smem<128>()
                                                      : 0;
                 if (need != 0 && need <= smem_optin_) {
-                    if (dh == 32)
-                        return attention_forward_wmma<32>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
-                                                          mask.additive, as, o, stats);
-                    if (dh == 64)
-                        return attention_forward_wmma<64>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
-                                                          mask.additive, as, o, stats);
-                    return attention_forward_wmma<128>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, keep, c, co,
-                                                       mask.additive, as, o, stats);
+                    if (dh == 32) return attention_forward_wmma<32>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, dm, o, stats);
+                    if (dh == 64) return attention_forward_wmma<64>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, dm, o, stats);
+                    return attention_forward_wmma<128>(q, k, v, kv_batch_stride, B, H, Tq, Tk, scale, dm, o, stats);
                 }
             }
         }
         cuda::kernels::attention_forward_kernel<T>
             <<<cuda::kernels::warp_row_blocks(B * H * Tq), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
-               stream_>>>(q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset,
-                          mask.additive, additive_stride(mask, Tq, Tk), o, stats);
+               stream_>>>(q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, dm, o, stats);
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
     }
     /// d_q [B, Tq, H·dh], d_k, d_v [B, Tk, H·dh] assigned, from the forward's o and stats.
@@ -335,20 +326,17 @@ public:
         check_head_dim(dh);
         if (B * H == 0 || dh == 0) return;
         auto sc = scope();
-        const std::int32_t* keep = mask.key_keep ? upload(sc, mask.key_keep, B * Tk) : nullptr;
+        const cuda::kernels::DeviceMask<T> dm = device_mask(sc, mask, B, Tq, Tk);
         C* delta = sc.template buffer<C>(B * H * Tq);
-        const index_t add_stride = additive_stride(mask, Tq, Tk);
         const unsigned threads = cuda::kernels::rows_per_block * cuda::kernels::warp_size;
         if (Tq > 0) {
             cuda::kernels::attention_backward_dq_kernel<T><<<cuda::kernels::warp_row_blocks(B * H * Tq), threads, 0, stream_>>>(
-                q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset, mask.additive,
-                add_stride, o, d_o, stats, d_q, delta);
+                q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, dm, o, d_o, stats, d_q, delta);
             MMALIGN_CUDA_CHECK_LAUNCH(stream_);
         }
         if (Tk > 0) {
             cuda::kernels::attention_backward_dkv_kernel<T><<<cuda::kernels::warp_row_blocks(B * H * Tk), threads, 0, stream_>>>(
-                q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, keep, mask.causal, mask.causal_offset, mask.additive,
-                add_stride, d_o, stats, delta, d_k, d_v);
+                q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, dm, d_o, stats, delta, d_k, d_v);
             MMALIGN_CUDA_CHECK_LAUNCH(stream_);
         }
     }
@@ -361,12 +349,10 @@ public:
         const index_t B = scores.dim(0), H = scores.dim(1), Tq = scores.dim(2), Tk = scores.dim(3);
         if (scores.numel() == 0) return;
         auto sc = scope();
-        const std::int32_t* keep = mask.key_keep ? upload(sc, mask.key_keep, B * Tk) : nullptr;
-        const index_t add_stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
+        const cuda::kernels::DeviceMask<T> dm = device_mask(sc, mask, B, Tq, Tk);
         cuda::kernels::attention_softmax_forward_kernel<T>
             <<<cuda::kernels::warp_row_blocks(B * H * Tq), cuda::kernels::rows_per_block * cuda::kernels::warp_size, 0,
-               stream_>>>(scores.data(), B, H, Tq, Tk, scale, keep, mask.causal, mask.causal_offset, mask.additive,
-                          add_stride);
+               stream_>>>(scores.data(), B, H, Tq, Tk, scale, dm);
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
     }
     /// d holds d_probs on entry and d_scores (including `scale`) on return.
@@ -449,8 +435,8 @@ public:
         if (host.numel() != dst.numel())
             throw ShapeError("from_host: source " + host.shape().str() + " and destination " + dst.shape().str() +
                              " differ in size");
-        std::vector<T> staged(host.data(), host.data() + host.numel());
-        from_host(ConstView<T>(staged.data(), host.shape()), dst);
+        stage_.assign(host.data(), host.data() + host.numel());
+        from_host(ConstView<T>(stage_.data(), host.shape()), dst);
     }
     /// Device 16-bit storage → host floats (exact).
     template <class U = T>
@@ -459,9 +445,9 @@ public:
         if (host.numel() != src.numel())
             throw ShapeError("to_host: source " + src.shape().str() + " and destination " + host.shape().str() +
                              " differ in size");
-        std::vector<T> staged(static_cast<std::size_t>(src.numel()));
-        to_host(src, TensorView<T>(staged.data(), src.shape()));
-        std::copy(staged.begin(), staged.end(), host.data());
+        stage_.resize(static_cast<std::size_t>(src.numel()));
+        to_host(src, TensorView<T>(stage_.data(), src.shape()));
+        std::copy(stage_.begin(), stage_.end(), host.data());
     }
     /// Float tensors (statistics) to the host, on the 16-bit backends.
     template <class U = T>
@@ -510,10 +496,12 @@ public:
         if constexpr (is_16bit_float_v<T>) {
             // Group the occurrences of each id on the host (ids are host memory), then one float
             // sum and one rounding per touched row.
-            std::vector<std::int32_t> order(static_cast<std::size_t>(n));
+            std::vector<std::int32_t>&order = group_order_, &rows = group_rows_, &first = group_first_;
+            order.resize(static_cast<std::size_t>(n));
             for (index_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
             std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) { return ids[a] < ids[b]; });
-            std::vector<std::int32_t> rows, first;
+            rows.clear();
+            first.clear();
             for (index_t j = 0; j < n; ++j) {
                 const std::int32_t id = ids[order[static_cast<std::size_t>(j)]];
                 if (rows.empty() || rows.back() != id) {
@@ -678,15 +666,18 @@ private:
     /// queries of one (batch, head), its shared memory opted in above the default 48 KiB.
     template <int DH>
     void attention_forward_wmma(const T* q, const T* k, const T* v, index_t kv_stride, index_t B, index_t H, index_t Tq,
-                                index_t Tk, C scale, const std::int32_t* keep, bool causal, index_t causal_offset,
-                                const T* additive, index_t add_stride, T* o, C* stats) {
+                                index_t Tk, C scale, cuda::kernels::DeviceMask<T> mask, T* o, C* stats) {
         constexpr std::size_t smem = cuda::kernels::wmma_attention_smem<DH>();
+        constexpr unsigned bit = DH == 32 ? 1u : DH == 64 ? 2u : 4u;
         auto kernel = cuda::kernels::attention_forward_wmma_kernel<T, DH>;
-        MMALIGN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        if (!(wmma_smem_opted_in_ & bit)) {  // once per width on this backend's device
+            MMALIGN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+            wmma_smem_opted_in_ |= bit;
+        }
         const dim3 grid(static_cast<unsigned>((Tq + cuda::kernels::wmma_queries - 1) / cuda::kernels::wmma_queries),
                         static_cast<unsigned>(B * H));
         kernel<<<grid, cuda::kernels::wmma_warps * cuda::kernels::warp_size, smem, stream_>>>(
-            q, k, v, kv_stride, B, H, Tq, Tk, scale, keep, causal, causal_offset, additive, add_stride, o, stats);
+            q, k, v, kv_stride, B, H, Tq, Tk, scale, mask, o, stats);
         MMALIGN_CUDA_CHECK_LAUNCH(stream_);
     }
     static constexpr cudaDataType_t data_type = std::is_same_v<T, float>      ? CUDA_R_32F
@@ -763,8 +754,10 @@ private:
             throw ArgumentError("attention: fused attention supports head widths up to " +
                                 std::to_string(cuda::kernels::max_head_dim) + ", found " + std::to_string(dh));
     }
-    static index_t additive_stride(const AttentionMask<T>& mask, index_t Tq, index_t Tk) {
-        return mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
+    /// The mask as the kernels take it, key_keep uploaded into scratch of `sc`.
+    cuda::kernels::DeviceMask<T> device_mask(Scope& sc, const AttentionMask<T>& m, index_t B, index_t Tq, index_t Tk) {
+        return {m.key_keep ? upload(sc, m.key_keep, B * Tk) : nullptr, m.causal, m.causal_offset, m.additive,
+                m.additive_batch_stride < 0 ? Tq * Tk : m.additive_batch_stride};
     }
     static void check_same(ConstView<T> a, ConstView<T> b, const char* what) {
         if (!(a.shape() == b.shape()))
@@ -804,6 +797,9 @@ private:
     bool wmma_attention_ = true;
     bool tensor_cores_16bit_ = false;  // compute capability 8.0+: bfloat16/float16 WMMA
     std::size_t smem_optin_ = 0;       // the most dynamic shared memory a block may opt in to
+    unsigned wmma_smem_opted_in_ = 0;  // widths 32 / 64 / 128 (bits 0 / 1 / 2) whose kernel has opted in
+    std::vector<T> stage_;             // host staging of the float ↔ 16-bit transfers, kept between calls
+    std::vector<std::int32_t> group_order_, group_rows_, group_first_;  // 16-bit embedding backward
     std::size_t workspace_bytes_ = 0;
     cuda::LtPlanCache lt_;
     cuda::DeviceArena arena_;  // freed after release() has waited for the stream

@@ -11,29 +11,12 @@
 
 #include <cstdint>
 
-#include "mmalign/backend/cuda/kernels/common.cuh"
+#include "mmalign/backend/cuda/kernels/attention_mask.cuh"
 
 namespace mmalign::cuda::kernels {
 
 inline constexpr int max_head_dim = 128;
 inline constexpr int dims_per_lane = max_head_dim / warp_size;
-
-/// The mask for query i of batch b (key_keep and additive in device memory, or null).
-template <class T>
-struct DeviceMaskRow {
-    index_t end;  // keys at or past end are hidden (causal)
-    const std::int32_t* keep;
-    const T* add;
-    __device__ bool visible(index_t j) const { return j < end && (keep == nullptr || keep[j] != 0); }
-};
-
-template <class T>
-__device__ DeviceMaskRow<T> device_mask_row(index_t b, index_t i, index_t Tk, const std::int32_t* key_keep, bool causal,
-                                            index_t causal_offset, const T* additive, index_t add_stride) {
-    index_t end = Tk;
-    if (causal) end = max(index_t(0), min(Tk, i + causal_offset + 1));
-    return {end, key_keep ? key_keep + b * Tk : nullptr, additive ? additive + b * add_stride + i * Tk : nullptr};
-}
 
 // Σ_d a[d]·b[d] over the head, each lane taking dimensions lane + 32·t; every lane gets the sum.
 template <class T>
@@ -51,8 +34,7 @@ __device__ __forceinline__ acc_t<T> warp_dot(const T* a, const T* b, index_t dh,
 /// or null.
 template <class T>
 __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B, index_t H,
-                                         index_t Tq, index_t Tk, index_t dh, acc_t<T> scale, const std::int32_t* key_keep,
-                                         bool causal, index_t causal_offset, const T* additive, index_t add_stride, T* o,
+                                         index_t Tq, index_t Tk, index_t dh, acc_t<T> scale, DeviceMask<T> mask, T* o,
                                          acc_t<T>* stats) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tq;
@@ -63,7 +45,7 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, ind
         const T* qi = q + (b * Tq + i) * D + h * dh;
         const T* kb = k + b * kv_stride + h * dh;
         const T* vb = v + b * kv_stride + h * dh;
-        const DeviceMaskRow<T> mr = device_mask_row(b, i, Tk, key_keep, causal, causal_offset, additive, add_stride);
+        const DeviceMaskRow<T> mr = mask.row(b, i, Tk);
         A acc[dims_per_lane] = {};
         A m = neg_inf, l = 0;
         for (index_t j = 0; j < mr.end; ++j) {
@@ -105,9 +87,8 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, ind
 template <class T>
 __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B,
                                              index_t H, index_t Tq, index_t Tk, index_t dh, acc_t<T> scale,
-                                             const std::int32_t* key_keep, bool causal, index_t causal_offset,
-                                             const T* additive, index_t add_stride, const T* o, const T* d_o,
-                                             const acc_t<T>* stats, T* d_q, acc_t<T>* delta) {
+                                             DeviceMask<T> mask, const T* o, const T* d_o, const acc_t<T>* stats,
+                                             T* d_q, acc_t<T>* delta) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tq;
     using A = acc_t<T>;
@@ -124,7 +105,7 @@ __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v,
         if (mi != neg_inf) {
             const T* kb = k + b * kv_stride + h * dh;
             const T* vb = v + b * kv_stride + h * dh;
-            const DeviceMaskRow<T> mr = device_mask_row(b, i, Tk, key_keep, causal, causal_offset, additive, add_stride);
+            const DeviceMaskRow<T> mr = mask.row(b, i, Tk);
             for (index_t j = 0; j < mr.end; ++j) {
                 if (!mr.visible(j)) continue;
                 const T* kj = kb + j * D;
@@ -152,8 +133,7 @@ __global__ void attention_backward_dq_kernel(const T* q, const T* k, const T* v,
 template <class T>
 __global__ void attention_backward_dkv_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B,
                                               index_t H, index_t Tq, index_t Tk, index_t dh, acc_t<T> scale,
-                                              const std::int32_t* key_keep, bool causal, index_t causal_offset,
-                                              const T* additive, index_t add_stride, const T* d_o, const acc_t<T>* stats,
+                                              DeviceMask<T> mask, const T* d_o, const acc_t<T>* stats,
                                               const acc_t<T>* delta, T* d_k, T* d_v) {
     const int lane = threadIdx.x % warp_size;
     const index_t D = H * dh, rows = B * H * Tk;
@@ -164,16 +144,16 @@ __global__ void attention_backward_dkv_kernel(const T* q, const T* k, const T* v
         const T* kj = k + b * kv_stride + j * D + h * dh;
         const T* vj = v + b * kv_stride + j * D + h * dh;
         A dk[dims_per_lane] = {}, dv[dims_per_lane] = {};
-        const bool kept = key_keep == nullptr || key_keep[b * Tk + j] != 0;
+        const bool kept = mask.kept(b, j, Tk);
         // Causal: query i sees key j when j ≤ i + offset, i.e. from i = j − offset on.
-        const index_t i0 = causal ? max(index_t(0), j - causal_offset) : 0;
+        const index_t i0 = mask.causal ? max(index_t(0), j - mask.causal_offset) : 0;
         for (index_t i = kept ? i0 : Tq; i < Tq; ++i) {
             const A mi = stats[2 * ((b * H + h) * Tq + i)], li = stats[2 * ((b * H + h) * Tq + i) + 1];
             if (mi == neg_inf) continue;
             const index_t at = (b * Tq + i) * D + h * dh;
             const T* qi = q + at;
             const T* gi = d_o + at;
-            const T* add = additive ? additive + b * add_stride + i * Tk : nullptr;
+            const T* add = mask.row(b, i, Tk).add;
             const A s = scale * warp_dot(qi, kj, dh, lane) + (add ? static_cast<A>(add[j]) : A(0));
             const A p = expf((s - mi) - li);
             if (p == A(0)) continue;

@@ -54,8 +54,7 @@ constexpr std::size_t wmma_attention_smem() {
 template <class T, int DH>
 __global__ void __launch_bounds__(wmma_warps * 32)
     attention_forward_wmma_kernel(const T* q, const T* k, const T* v, index_t kv_stride, index_t B, index_t H,
-                                  index_t Tq, index_t Tk, float scale, const std::int32_t* key_keep, bool causal,
-                                  index_t causal_offset, const T* additive, index_t add_stride, T* o, float* stats) {
+                                  index_t Tq, index_t Tk, float scale, DeviceMask<T> mask, T* o, float* stats) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     namespace w = nvcuda::wmma;
     using W = typename wmma_type<T>::type;
@@ -81,11 +80,8 @@ __global__ void __launch_bounds__(wmma_warps * 32)
     const int r = lane / 2, half = lane % 2;
     const index_t i = q0 + warp * 16 + r;  // query index (may be ≥ Tq: a padding row)
     const bool row_valid = i < Tq;
-    const std::int32_t* keep = key_keep ? key_keep + b * Tk : nullptr;
-    const T* add_row = additive && row_valid ? additive + b * add_stride + i * Tk : nullptr;
-    index_t row_end = Tk;  // keys at or past this are hidden (causal)
-    if (causal) row_end = max(index_t(0), min(Tk, i + causal_offset + 1));
-    if (!row_valid) row_end = 0;
+    // A padding row sees no key.
+    const DeviceMaskRow<T> mr = row_valid ? mask.row(b, i, Tk) : DeviceMaskRow<T>{0, nullptr, nullptr};
 
     // Q tile (rows past Tq are zero) and a zeroed O.
     for (int e = threadIdx.x; e < wmma_queries * DH; e += blockDim.x) {
@@ -97,10 +93,7 @@ __global__ void __launch_bounds__(wmma_warps * 32)
 
     // Keys past the block's last visible one never matter.
     index_t block_end = Tk;
-    if (causal) {
-        const index_t last = min(Tq, q0 + wmma_queries) - 1;
-        block_end = max(index_t(0), min(Tk, last + causal_offset + 1));
-    }
+    if (mask.causal) block_end = mask.row(b, min(Tq, q0 + wmma_queries) - 1, Tk).end;
     float m = -INFINITY, l = 0.0f;
     const T* kb = k + b * kv_stride + h * DH;
     const T* vb = v + b * kv_stride + h * DH;
@@ -142,11 +135,10 @@ __global__ void __launch_bounds__(wmma_warps * 32)
         float* srow = Ss + r * wmma_keys;
         for (int c = half * 32; c < half * 32 + 32; ++c) {
             const index_t j = k0 + c;
-            const bool visible = j < row_end && (keep == nullptr || keep[j] != 0);
             float s = -INFINITY;
-            if (visible) {
+            if (mr.visible(j)) {
                 s = srow[c] * scale;
-                if (add_row) s += static_cast<float>(add_row[j]);
+                if (mr.add) s += static_cast<float>(mr.add[j]);
             }
             srow[c] = s;
             tile_max = fmaxf(tile_max, s);

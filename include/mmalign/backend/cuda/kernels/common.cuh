@@ -110,8 +110,4 @@ __device__ __forceinline__ index_t global_thread() {
 }
 __device__ __forceinline__ index_t grid_threads() { return static_cast<index_t>(gridDim.x) * blockDim.x; }
 
-/// *p += v with the hardware's atomicAdd (16-bit tables use a grouped sum instead: gather.cuh).
-__device__ __forceinline__ void atomic_add(float* p, float v) { atomicAdd(p, v); }
-__device__ __forceinline__ void atomic_add(double* p, double v) { atomicAdd(p, v); }
-
 }  // namespace mmalign::cuda::kernels

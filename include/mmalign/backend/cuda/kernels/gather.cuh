@@ -25,7 +25,7 @@ __global__ void embedding_backward_kernel(const std::int32_t* ids, index_t n, co
     const index_t total = n * dim;
     for (index_t i = global_thread(); i < total; i += grid_threads()) {
         const index_t row = i / dim, c = i % dim;
-        atomic_add(d_table + static_cast<index_t>(ids[row]) * dim + c, static_cast<acc_t<T>>(d_out[i]));
+        atomicAdd(d_table + static_cast<index_t>(ids[row]) * dim + c, d_out[i]);  // float tables
     }
 }
 

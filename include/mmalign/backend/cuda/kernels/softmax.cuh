@@ -10,15 +10,13 @@
 
 #include <cstdint>
 
-#include "mmalign/backend/cuda/kernels/common.cuh"
+#include "mmalign/backend/cuda/kernels/attention_mask.cuh"
 
 namespace mmalign::cuda::kernels {
 
-/// key_keep: device [B, Tk] or null; additive: device, row i of batch b at b·add_stride + i·Tk, or null.
 template <class T>
 __global__ void attention_softmax_forward_kernel(T* s, index_t B, index_t H, index_t Tq, index_t Tk, acc_t<T> scale,
-                                                 const std::int32_t* key_keep, bool causal, index_t causal_offset,
-                                                 const T* additive, index_t add_stride) {
+                                                 DeviceMask<T> mask) {
     using A = acc_t<T>;
     const int lane = threadIdx.x % warp_size;
     const index_t rows = B * H * Tq;
@@ -26,24 +24,21 @@ __global__ void attention_softmax_forward_kernel(T* s, index_t B, index_t H, ind
     for (index_t row = global_warp(); row < rows; row += grid_warps()) {
         const index_t b = row / (H * Tq), i = row % Tq;
         T* sr = s + row * Tk;
-        const std::int32_t* keep = key_keep ? key_keep + b * Tk : nullptr;
-        const T* add = additive ? additive + b * add_stride + i * Tk : nullptr;
-        index_t visible_end = Tk;
-        if (causal) visible_end = max(index_t(0), min(Tk, i + causal_offset + 1));
+        const DeviceMaskRow<T> mr = mask.row(b, i, Tk);
         A mx = neg_inf;
-        for (index_t j = lane; j < visible_end; j += warp_size) {
-            if (keep && keep[j] == 0) continue;
+        for (index_t j = lane; j < mr.end; j += warp_size) {
+            if (!mr.visible(j)) continue;
             A v = sr[j] * scale;
-            if (add) v += add[j];
+            if (mr.add) v += mr.add[j];
             mx = max(mx, v);
         }
         mx = warp_max(mx);
         // The exponentials are computed twice (for the sum, then for the output) instead of stored
         // and rescaled: one write per element, and a 16-bit row is rounded once, not twice.
         auto exp_at = [&](index_t j) -> A {
-            if (j >= visible_end || (keep && keep[j] == 0) || mx == neg_inf) return A(0);
+            if (!mr.visible(j) || mx == neg_inf) return A(0);
             A v = sr[j] * scale;
-            if (add) v += add[j];
+            if (mr.add) v += mr.add[j];
             return expf(v - mx);
         };
         A sum = 0;
