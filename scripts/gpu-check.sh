@@ -2,12 +2,15 @@
 # The GPU check of the CUDA backend, in one run on a machine with an NVIDIA GPU, nvcc, CMake and
 # Ninja (PyTorch optional), from the repository root, with the header-only dependencies vendored
 # in deps/ (scripts/vendor-deps.sh, run where the Debian packages are):
-#   1. configure (Release, sm_90, CMAKE_PREFIX_PATH=deps) and build the CUDA tests and bench_gpu
+#   1. configure (Release, sm_90, CMAKE_PREFIX_PATH=deps) and build the CUDA tests and bench_gpu;
+#      meanwhile, when transformers imports, make the random-weight HF CLIP folders ViT-B/32 and
+#      ViT-L/14 (benchmarks/torch/cpu_clip.py make) that both sides of the encoder rows load
 #   2. run the CUDA tests (they fail, not skip, when no device is visible), and the zero-shot
 #      example in every precision where mmalign::image was built
-#   4. bench_gpu (gemm vs cuBLAS; cuBLAS bf16 peak; ViT-B/32- and ViT-L/14-sized encoder forwards,
-#      fp32/TF32/bf16, plain and fused attention); then benchmarks/torch/gpu_vit.py when
-#      `import torch` works (torch.compile with a capped budget); the CLIP training step
+#   4. bench_gpu (gemm vs cuBLAS; cuBLAS bf16 peak; the CLIP image encoders end to end from those
+#      folders, fp32/TF32/bf16, plain and fused attention); then benchmarks/torch/gpu_clip.py (the
+#      same folders in transformers' CLIPModel, eager/SDPA/torch.compile with a capped budget, and
+#      the fp32 features compared with mmalign's); the CLIP training step
 #      (bench_train_clip_gpu fp32/TF32/fused/bf16, and benchmarks/torch/train_clip.py --device
 #      cuda); and compute-sanitizer memcheck over test_cuda_ops, the fused-attention module case
 #      and the 16-bit op cases with what the budget has left (the measurements come first)
@@ -54,6 +57,17 @@ if [ ! -e deps/include/eigen3/unsupported/Eigen/SpecialFunctions ]; then  # abse
   fi
 fi
 xtensor_dir=$(dirname "$(find "$PWD/deps" -name xtensorConfig.cmake | head -1)")
+# The CLIP folders are made on the CPU while nvcc builds (about 20 s for both on 16 cores).
+clip_dir="$build/clip-models"
+make_pid=""
+if python3 -c 'import torch, transformers, safetensors' 2>/dev/null; then
+  mkdir -p "$clip_dir"
+  ( for layout in vit-base-patch32 vit-large-patch14; do
+      [ -e "$clip_dir/$layout/inputs.safetensors" ] && continue
+      python3 benchmarks/torch/cpu_clip.py make --dir "$clip_dir/$layout" --layout $layout || exit 1
+    done ) > "$build/make-clip.log" 2>&1 &
+  make_pid=$!
+fi
 t=$(date +%s)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$PWD/deps" -Dxtensor_DIR="$xtensor_dir" \
@@ -107,8 +121,15 @@ record "CUDA tests" "$([ $tests_rc -eq 0 ] && echo ok || echo FAILED)" $(( $(dat
 [ $tests_rc -ne 0 ] && overall=1
 
 # ---- 4. benchmarks -------------------------------------------------------------------------
+clip_args=()
+if [ -n "$make_pid" ]; then
+  if wait "$make_pid"; then clip_args=(--clip-dir "$clip_dir")
+  else record "make CLIP folders" "FAILED" 0 "cpu_clip.py make"; overall=1; tail -20 "$build/make-clip.log"; fi
+else
+  record "make CLIP folders" "skipped" 0 "no torch + transformers: no encoder rows"
+fi
 t=$(date +%s)
-timeout 270 "$build/benchmarks/gpu/bench_gpu" > "$logs/bench.log" 2>&1
+timeout 270 "$build/benchmarks/gpu/bench_gpu" "${clip_args[@]}" > "$logs/bench.log" 2>&1
 r=$?
 record "bench_gpu" "$([ $r -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) - t )) "exit $r"
 [ $r -ne 0 ] && { overall=1; tail -20 "$logs/bench.log"; }
@@ -116,10 +137,12 @@ record "bench_gpu" "$([ $r -eq 0 ] && echo ok || echo FAILED)" $(( $(date +%s) -
 # ---- 4b. PyTorch side of the encoder rows (torch.compile gets what the budget allows) -----------
 t=$(date +%s)
 : > "$logs/torch.log"
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if [ ${#clip_args[@]} -eq 0 ]; then
+  record "torch gpu_clip.py" "skipped" 0 "no CLIP folders"
+elif python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   remaining=$(left)
   if [ "$remaining" -lt 60 ]; then
-    record "torch gpu_vit.py" "skipped" 0 "time budget"
+    record "torch gpu_clip.py" "skipped" 0 "time budget"
   else
     # Leave about 100 s for the training step and 90 s for memcheck after this step.
     compile_budget=$(( remaining - 280 ))
@@ -127,14 +150,16 @@ if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
     [ $compile_budget -gt 120 ] && compile_budget=120
     limit=$(( remaining - 190 ))
     [ $limit -lt 60 ] && limit=60
-    PYTHONUNBUFFERED=1 timeout $limit python3 benchmarks/torch/gpu_vit.py \
+    PYTHONUNBUFFERED=1 timeout $limit python3 benchmarks/torch/gpu_clip.py "${clip_args[@]}" \
       --compile-budget "$compile_budget" > "$logs/torch.log" 2>&1
     r=$?
-    record "torch gpu_vit.py" "$([ $r -eq 0 ] && echo ok || echo "exit $r")" $(( $(date +%s) - t )) \
+    record "torch gpu_clip.py" "$([ $r -eq 0 ] && echo ok || echo "exit $r")" $(( $(date +%s) - t )) \
       "compile budget ${compile_budget}s"
+    # mmalign's fp32 features must equal transformers' (the script exits 1 when they do not).
+    if grep -q "^PARITY.*FAILED" "$logs/torch.log"; then overall=1; grep "^PARITY" "$logs/torch.log"; fi
   fi
 else
-  record "torch gpu_vit.py" "skipped" 0 "no torch with CUDA"
+  record "torch gpu_clip.py" "skipped" 0 "no torch with CUDA"
 fi
 
 # ---- 4c. CLIP training step: mmalign (CUDA) vs PyTorch (CUDA), same weights and batches ----------
@@ -215,22 +240,23 @@ fi
              for (i = 1; i <= n; ++i) { split(ks[i], p, " "); m = v[ks[i]" mmalign"]; c = v[ks[i]" cublas"];
                printf "%-12s %-5s %12.0f %12.0f %7.2f\n", p[1], p[2], m, c, (c > 0 ? m / c : 0) } }' "$logs/bench.log"
   echo
-  echo "== CLIP image-encoder stacks, forward (sequences/s): mmalign (plain / fused attention) vs PyTorch"
-  echo "   vit = ViT-B/32-sized (T 50), vitl14 = ViT-L/14-sized (T 257); ratios: best mmalign (plain, fused, or bf16"
-  echo "   with cuBLASLt bias epilogues) over each torch impl; every mmalign row is in bench.log"
-  cat "$logs/bench.log" "$logs/torch.log" | awk '$1 == "RESULT" && ($2 == "vit" || $2 == "vitl14") {
+  echo "== CLIP image encoders end to end (get_image_features), images/s: mmalign (plain / fused attention) vs"
+  echo "   transformers' CLIPModel; clip-b32 = ViT-B/32 (T 50), clip-l14 = ViT-L/14 (T 257); ratios: best mmalign"
+  echo "   (plain, fused, or bf16 with cuBLASLt bias epilogues) over each torch impl; every row is in bench.log"
+  cat "$logs/bench.log" "$logs/torch.log" | awk '$1 == "RESULT" && ($2 == "clip-b32" || $2 == "clip-l14") {
          key = $2" "$3" "$4; v[key" "$5] = $6; if (!(key in seen)) { seen[key] = 1; ks[++n] = key } }
        function f(x) { return x > 0 ? sprintf("%.1f", x) : "-" }
        function r(a, b) { return a > 0 && b > 0 ? sprintf("%.2f", a / b) : "-" }
-       END { printf "%-7s %-6s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", "model", "batch", "prec", "mmalign", "mm-fused",
+       END { printf "%-8s %-6s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", "model", "batch", "prec", "mmalign", "mm-fused",
                     "t-eager", "t-sdpa", "t-comp", "/eager", "/sdpa", "/comp";
              for (i = 1; i <= n; ++i) { split(ks[i], p, " "); m = v[ks[i]" mmalign"]; mf = v[ks[i]" mmalign-fused"];
                ml = v[ks[i]" mmalign-lt"]; best = (mf > m ? mf : m); best = (ml > best ? ml : best); e = v[ks[i]" torch-eager"]; sd = v[ks[i]" torch-sdpa"]; c = v[ks[i]" torch-compile"];
-               printf "%-7s %-6s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", p[1], p[2], p[3], f(m), f(mf), f(e), f(sd), f(c),
+               printf "%-8s %-6s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", p[1], p[2], p[3], f(m), f(mf), f(e), f(sd), f(c),
                  r(best, e), r(best, sd), r(best, c) } }'
   grep -E "RESULT gemm-bf16" "$logs/bench.log" | awk '{ printf "cuBLAS bf16 gemm peak (n=8192): %.1f TFLOP/s\n", $6 / 1000 }'
-  grep -E "vitl14 b=256 (fp32|tf32|bf16).*TFLOP/s" "$logs/bench.log"
-  grep -E "CHECK FAILED|output vs fp32 plain" "$logs/bench.log"
+  grep -E "clip-l14 b=256 (fp32|tf32|bf16).*TFLOP/s" "$logs/bench.log"
+  grep -E "CHECK FAILED|features vs fp32 plain" "$logs/bench.log"
+  grep -E "^PARITY" "$logs/torch.log"
   echo
   echo "== CLIP training step (the Fashion-MNIST model, batch 256, synthetic batches), steps/s"
   python3 - "$logs/train.jsonl" <<'PY' || true
