@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -570,6 +571,72 @@ TEST_CASE("the scratch arena hands out device memory per scope and reuses it: a 
     const float* second = step();
     CHECK(first == second);
     CHECK(gpu.arena().capacity_bytes() == bytes);
+}
+
+bool memory_pools_supported() {
+    int device = 0, supported = 0;
+    MMALIGN_CUDA_CHECK(cudaGetDevice(&device));
+    MMALIGN_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device));
+    return supported != 0;
+}
+
+TEST_CASE("DeviceTensor memory comes from the caching pool: tensors made and dropped in a loop reserve nothing new") {
+    if (!memory_pools_supported()) {
+        MESSAGE("this device has no memory pools: DeviceTensor uses cudaMalloc");
+        return;
+    }
+    REQUIRE(cuda::allocator() == cuda::Allocator::pool);
+    const index_t n = index_t(16) << 20;  // 64 MiB of floats
+    {
+        DeviceTensor<float> first(Shape{n});
+        first.fill(1.0f);
+    }
+    MMALIGN_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::size_t reserved = cuda::pool_reserved_bytes(), used = cuda::pool_used_bytes();
+    CHECK(reserved >= static_cast<std::size_t>(n) * sizeof(float));
+    for (int i = 0; i < 10; ++i) {
+        DeviceTensor<float> t(Shape{n}, static_cast<float>(i));
+        if (i == 9) CHECK(t.to_host()(n - 1) == 9.0f);
+    }
+    MMALIGN_CUDA_CHECK(cudaDeviceSynchronize());
+    CHECK(cuda::pool_reserved_bytes() == reserved);
+    CHECK(cuda::pool_used_bytes() == used);
+    // Given back on request (memory for another library in the process).
+    cuda::trim_pool();
+    CHECK(cuda::pool_reserved_bytes() < reserved);
+}
+
+TEST_CASE("a tensor dropped while a queued kernel still reads it is reused only after that kernel (stream order)") {
+    Gpu gpu;
+    const index_t n = 1024;
+    const Tensor<float> ha = random_host({n, n}, 61), hb = random_host({n, n}, 62);
+    DeviceTensor<float> b = upload(gpu, hb), c(Shape{n, n});
+    auto a = std::make_unique<DeviceTensor<float>>(upload(gpu, ha));
+    auto product = [&] {
+        gpu.gemm(Trans::N, Trans::N, n, n, n, 1.0f, a->data(), n, b.data(), n, 0.0f, c.data(), n);
+    };
+    product();
+    const Tensor<float> expected = download(gpu, c.view());  // synchronises
+    // Queue enough work to still be running when the host drops `a` and writes a new tensor.
+    for (int i = 0; i < 50; ++i) product();
+    const float* old = a->data();
+    a.reset();
+    DeviceTensor<float> z(Shape{n, n}, std::numeric_limits<float>::quiet_NaN());  // likely a's old memory
+    MESSAGE("the new tensor " << (z.data() == old ? "reuses" : "does not reuse") << " the dropped tensor's memory");
+    test::check_close("product read from a dropped tensor", download(gpu, c.view()).view(), expected.view(), 0.0);
+}
+
+TEST_CASE("with the direct allocator DeviceTensor uses cudaMalloc and leaves the pool alone") {
+    cuda::set_allocator(cuda::Allocator::direct);
+    const std::size_t used = memory_pools_supported() ? cuda::pool_used_bytes() : 0;
+    {
+        DeviceTensor<float> t(Shape{1 << 20}, 2.5f);
+        if (memory_pools_supported()) CHECK(cuda::pool_used_bytes() == used);
+        CHECK(t.to_host()(12345) == 2.5f);
+        cuda::set_allocator(cuda::Allocator::pool);  // t is still freed with cudaFree, as it was taken
+    }
+    DeviceTensor<float> u(Shape{1 << 20}, 3.5f);
+    CHECK(u.to_host()(54321) == 3.5f);
 }
 
 TEST_CASE("failed CUDA and cuBLAS calls throw CudaError naming the call and the status") {

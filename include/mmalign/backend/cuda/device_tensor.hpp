@@ -6,7 +6,9 @@
 // bring data over with CudaBackend::from_host / to_host (or copy_from_host / to_host below).
 // zero(), fill() and copies run on the legacy default stream, which orders them after every
 // earlier operation of the backend's (blocking) stream and before every later one; so a module
-// can be built, zeroed and reloaded between steps without explicit synchronisation.
+// can be built, zeroed and reloaded between steps without explicit synchronisation. Storage comes
+// from the device's caching pool (memory.hpp), allocated and freed in the same stream order, so
+// creating and destroying tensors in a loop neither calls the driver nor waits for the device.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,6 +18,7 @@
 
 #include "mmalign/backend/cuda/error.hpp"
 #include "mmalign/backend/cuda/kernels/pointwise.cuh"
+#include "mmalign/backend/cuda/memory.hpp"
 #include "mmalign/core/tensor.hpp"
 
 namespace mmalign {
@@ -50,6 +53,7 @@ public:
     ~DeviceTensor() { release(); }
 
     void swap(DeviceTensor& o) noexcept {
+        std::swap(alloc_, o.alloc_);
         std::swap(data_, o.data_);
         std::swap(capacity_, o.capacity_);
         std::swap(shape_, o.shape_);
@@ -60,10 +64,13 @@ public:
     void resize(Shape s) {
         const index_t n = s.numel();
         if (n > capacity_) {
-            release();  // cudaFree waits for the device, so no kernel still uses the old storage
-            T* p = nullptr;
-            MMALIGN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), static_cast<std::size_t>(n) * sizeof(T)));
-            data_ = p;
+            // Freed in stream order: the pool hands the old storage out again only after every
+            // kernel queued so far (on any blocking stream) has finished with it.
+            // If the allocation fails the tensor is left empty, not holding a stale shape.
+            release();
+            shape_ = Shape{0};
+            alloc_ = cuda::allocate(static_cast<std::size_t>(n) * sizeof(T));
+            data_ = static_cast<T*>(alloc_.data);
             capacity_ = n;
         }
         shape_ = s;
@@ -115,11 +122,12 @@ private:
             MMALIGN_CUDA_CHECK(cudaMemcpyAsync(data_, o.data_, bytes(), cudaMemcpyDeviceToDevice, cudaStreamLegacy));
     }
     void release() noexcept {
-        if (data_) (void)cudaFree(data_);  // no check: destructors must not throw
+        cuda::release(alloc_);
         data_ = nullptr;
         capacity_ = 0;
     }
 
+    cuda::Allocation alloc_;
     T* data_ = nullptr;
     index_t capacity_ = 0;
     Shape shape_{0};  // a default DeviceTensor holds no elements
