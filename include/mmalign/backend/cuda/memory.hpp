@@ -147,26 +147,23 @@ inline void release(Allocation& a) noexcept {
     a = Allocation{};
 }
 
+namespace detail {
+/// A byte count of the current device's pool; 0 without a pool.
+inline std::size_t current_pool_bytes(cudaMemPoolAttr what) {
+    int device = 0;
+    MMALIGN_CUDA_CHECK(cudaGetDevice(&device));
+    cudaMemPool_t pool = pool_for(device);
+    if (!pool) return 0;
+    std::uint64_t v = 0;
+    MMALIGN_CUDA_CHECK(cudaMemPoolGetAttribute(pool, what, &v));
+    return static_cast<std::size_t>(v);
+}
+}  // namespace detail
+
 /// Bytes the current device's pool holds from the driver (in use or cached); 0 without a pool.
-inline std::size_t pool_reserved_bytes() {
-    int device = 0;
-    MMALIGN_CUDA_CHECK(cudaGetDevice(&device));
-    cudaMemPool_t pool = detail::pool_for(device);
-    if (!pool) return 0;
-    std::uint64_t v = 0;
-    MMALIGN_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &v));
-    return static_cast<std::size_t>(v);
-}
+inline std::size_t pool_reserved_bytes() { return detail::current_pool_bytes(cudaMemPoolAttrReservedMemCurrent); }
 /// Bytes of the current device's pool that tensors hold now.
-inline std::size_t pool_used_bytes() {
-    int device = 0;
-    MMALIGN_CUDA_CHECK(cudaGetDevice(&device));
-    cudaMemPool_t pool = detail::pool_for(device);
-    if (!pool) return 0;
-    std::uint64_t v = 0;
-    MMALIGN_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &v));
-    return static_cast<std::size_t>(v);
-}
+inline std::size_t pool_used_bytes() { return detail::current_pool_bytes(cudaMemPoolAttrUsedMemCurrent); }
 
 /// Returns the current device's unused pool memory to the driver, keeping at most `keep_bytes`
 /// (for handing memory to another library in the same process). Waits for the legacy stream
