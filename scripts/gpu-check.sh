@@ -123,7 +123,7 @@ record "CUDA tests" "$([ $tests_rc -eq 0 ] && echo ok || echo FAILED)" $(( $(dat
 # ---- 4. benchmarks -------------------------------------------------------------------------
 clip_args=()
 if [ -n "$make_pid" ]; then
-  if wait "$make_pid"; then clip_args=(--clip-dir "$clip_dir")
+  if wait "$make_pid"; then clip_args=(--clip-dir "$clip_dir"); record "make CLIP folders" "ok" 0 "ViT-B/32, ViT-L/14 (during the build)"
   else record "make CLIP folders" "FAILED" 0 "cpu_clip.py make"; overall=1; tail -20 "$build/make-clip.log"; fi
 else
   record "make CLIP folders" "skipped" 0 "no torch + transformers: no encoder rows"
