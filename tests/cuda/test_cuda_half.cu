@@ -8,14 +8,17 @@
 //    relative norm of the difference must stay within 8u (forward) and 16u (gradients).
 //  * statistics (LayerNorm mean/rstd, log-sum-exps, losses) are float: 1e-5 of the CPU's.
 // Mixed-precision training: float16 with loss scaling and float master weights follows the CPU's
-// float run (losses within the bound above, the 3-step update's direction within cosine 0.95).
+// float run (losses within the bound above, the 3-step update's direction within cosine 0.95);
+// a checkpointed float16 run resumes bit for bit, its float master weights restored.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "cuda/cuda_support.hpp"
@@ -26,8 +29,10 @@
 #include "mmalign/nn/transformer_stack.hpp"
 #include "mmalign/objectives/contrastive.hpp"
 #include "mmalign/train/adamw.hpp"
+#include "mmalign/train/checkpoint.hpp"
 #include "mmalign/train/loss_scaler.hpp"
 #include "support/clip_step.hpp"
+#include "support/errors.hpp"
 
 using namespace mmalign;
 using test::Cpu;
@@ -470,14 +475,24 @@ TEST_CASE_TEMPLATE("CLIP loaded from an HF float checkpoint into 16-bit storage 
     }
 }
 
+namespace {
+/// The training fixture's batch with its pixels rounded to float16.
+test::ClipBatch half_batch() {
+    test::ClipBatch b = test::ClipBatch::load();
+    b.pixels = rounded<float16>(b.pixels);
+    return b;
+}
+
+}  // namespace
+
 TEST_CASE("mixed-precision training: float16 storage, loss scaling and float master weights follow the float run") {
     using G = CudaBackend<float16>;
     const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
-    auto f = io::SafetensorsFile::open(std::string(MMALIGN_FIXTURE_DIR) + "/training.safetensors");
-    const Tensor<float> pixels = rounded<float16>(f.read<float>("clip.pixel_values"));
-    const Tensor<float> idf = f.read<float>("clip.input_ids"), mf = f.read<float>("clip.attention_mask");
-    const std::vector<std::int32_t> ids(idf.begin(), idf.end()), mask(mf.begin(), mf.end());
-    const index_t N = 3;
+    const test::ClipBatch batch = half_batch();
+    const Tensor<float>& pixels = batch.pixels;
+    const std::vector<std::int32_t>& ids = batch.ids;
+    const std::vector<std::int32_t>& mask = batch.mask;
+    const index_t N = batch.pairs;
     Cpu cpu;
     G be;
     auto cm = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
@@ -528,4 +543,174 @@ TEST_CASE("mixed-precision training: float16 storage, loss scaling and float mas
                                                     << std::sqrt(n_cpu));
     CHECK(cosine >= 0.95);
     CHECK(std::abs(std::sqrt(n_gpu) / std::sqrt(n_cpu) - 1) <= 0.05);
+}
+
+namespace {
+/// A float16 mixed-precision training run of the tiny HF CLIP on the training fixture's batch:
+/// the model, AdamW (float master weights) and a LossScaler that grows every third step.
+struct HalfRun {
+    using G = CudaBackend<float16>;
+    Clip<G> model;
+    AdamW<G> opt;
+    LossScaler<G> scaler;
+
+    explicit HalfRun(G& be)
+        : model(Clip<G>::from_pretrained(be, std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu")),
+          opt({.lr = 1e-3, .weight_decay = 0.1}),
+          scaler({.init_scale = 1024.0, .growth_interval = 3}) {}
+};
+
+void half_steps(CudaBackend<float16>& be, HalfRun& r, const test::ClipBatch& batch, ConstView<float16> px, int n) {
+    for (int s = 0; s < n; ++s) {
+        test::clip_infonce_backward(be, r.model, px, batch.ids, batch.mask, 3, float(r.scaler.scale()));
+        r.scaler.step(be, r.opt, r.model);  // a skipped step would be skipped in both runs alike
+    }
+}
+
+/// Bit-for-bit equality of two device tensors, 16-bit or float (widening 16-bit to float is exact
+/// and one to one).
+template <class B, class U>
+bool same_on_device(B& be, ConstView<U> a, ConstView<U> b) {
+    if (!(a.shape() == b.shape())) return false;
+    Tensor<float> ha(a.shape()), hb(b.shape());
+    be.to_host(a, ha.view());
+    be.to_host(b, hb.view());
+    return std::memcmp(ha.data(), hb.data(), sizeof(float) * std::size_t(ha.numel())) == 0;
+}
+
+std::string temp_file(const std::string& name) {
+    return (std::filesystem::temp_directory_path() / ("mmalign_half_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+}  // namespace
+
+TEST_CASE("a float16 mixed-precision CLIP run with LossScaler saved after 2 steps and resumed in fresh objects equals "
+          "4 uninterrupted steps bit for bit (float master weights and scaler restored)") {
+    using G = CudaBackend<float16>;
+    G be;
+    const test::ClipBatch batch = half_batch();
+    auto px = up(be, batch.pixels);
+    const std::string path = temp_file("resume.safetensors"), cut = temp_file("no_master.safetensors");
+
+    HalfRun whole(be);
+    half_steps(be, whole, batch, px.cview(), 4);
+
+    HalfRun first(be);
+    half_steps(be, first, batch, px.cview(), 2);
+    save_checkpoint(be, path, first.model, first.opt, 2, {.scaler = &first.scaler});
+    {
+        auto f = io::SafetensorsFile::open(path);
+        CHECK(f.metadata().at("master_weights") == "true");
+        for (const auto& entry : first.opt.state()) {
+            const std::string& name = entry.first;
+            CAPTURE(name);
+            REQUIRE(f.contains("optim." + name + ".master"));
+            CHECK(f.dtype("optim." + name + ".master") == "F32");
+            CHECK(f.dtype("model." + name) == "F32");
+        }
+    }
+    HalfRun resumed(be);  // the initial weights, no optimizer state, the initial scale
+    CHECK(load_checkpoint(be, path, resumed.model, resumed.opt, {.scaler = &resumed.scaler}) == 2);
+    CHECK(resumed.scaler.scale() == first.scaler.scale());
+    CHECK(resumed.scaler.growth_tracker() == 2);
+    REQUIRE(resumed.opt.state().size() == first.opt.state().size());
+    for (auto& [name, st] : resumed.opt.state()) {
+        CAPTURE(name);
+        CHECK(same_on_device<G, float>(be, st.master.cview(), first.opt.state().at(name).master.cview()));
+    }
+    half_steps(be, resumed, batch, px.cview(), 2);
+
+    CHECK(resumed.opt.step_count() == whole.opt.step_count());
+    CHECK(resumed.scaler.scale() == whole.scaler.scale());
+    CHECK(resumed.scaler.scale() == 2048.0);  // grew after step 3, in the resumed half
+    CHECK(resumed.scaler.growth_tracker() == whole.scaler.growth_tracker());
+    CHECK(resumed.scaler.skipped_steps() == whole.scaler.skipped_steps());
+    std::vector<ConstView<float16>> want;
+    whole.model.visit([&](const std::string&, BasicParameter<DeviceTensor<float16>>& p) { want.push_back(p.value.cview()); });
+    std::size_t i = 0;
+    resumed.model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
+        CAPTURE(name);
+        CHECK(same_on_device<G, float16>(be, p.value.cview(), want[i++]));
+    });
+    for (auto& [name, st] : resumed.opt.state()) {
+        CAPTURE(name);
+        const auto& w = whole.opt.state().at(name);
+        CHECK(same_on_device<G, float>(be, st.master.cview(), w.master.cview()));
+        CHECK(same_on_device<G, float>(be, st.exp_avg.cview(), w.exp_avg.cview()));
+        CHECK(same_on_device<G, float>(be, st.exp_avg_sq.cview(), w.exp_avg_sq.cview()));
+    }
+
+    // A master missing beside its parameter's moments is an error, not a silent restart.
+    std::string dropped;
+    {
+        auto f = io::SafetensorsFile::open(path);
+        std::vector<Tensor<float>> keep;
+        std::vector<std::string> names;
+        for (const auto& name : f.names()) {
+            if (dropped.empty() && name.ends_with(".master")) {
+                dropped = name;
+                continue;
+            }
+            keep.push_back(f.read<float>(name));
+            names.push_back(name);
+        }
+        std::vector<io::TensorToSave> out;
+        for (std::size_t k = 0; k < keep.size(); ++k) out.emplace_back(names[k], keep[k].cview());
+        io::save_safetensors(cut, out, f.metadata());
+    }
+    HalfRun other(be);
+    const std::string msg = test::io_error_of([&] { load_checkpoint(be, cut, other.model, other.opt); });
+    CHECK(msg.find(cut) != std::string::npos);
+    CHECK(msg.find("tensor '" + dropped + "' missing") != std::string::npos);
+    std::filesystem::remove(path);
+    std::filesystem::remove(cut);
+}
+
+TEST_CASE("checkpoints cross storage types: float into float16 (rounded; masters start from the parameters) and "
+          "float16 into float (masters ignored)") {
+    using G = CudaBackend<float16>;
+    G be;
+    Cpu cpu;
+    const test::ClipBatch batch = half_batch();
+    auto px = up(be, batch.pixels);
+    const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
+    const std::string from_float = temp_file("from_float.safetensors"), from_half = temp_file("from_half.safetensors");
+
+    auto cm = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
+    io::load_parameters(cm, io::Checkpoint::open(dir), "");
+    AdamW<Cpu> copt({.lr = 1e-3, .weight_decay = 0.1});
+    test::clip_infonce_backward(cpu, cm, batch.pixels.view(), batch.ids, batch.mask, 3);
+    copt.step(cpu, cm);
+    save_checkpoint(from_float, cm, copt, 1);
+
+    HalfRun half(be);
+    CHECK(load_checkpoint(be, from_float, half.model, half.opt) == 1);
+    std::vector<const Tensor<float>*> cpu_values;
+    cm.visit([&](const std::string&, Parameter<float>& p) { cpu_values.push_back(&p.value); });
+    std::size_t i = 0;
+    half.model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
+        CAPTURE(name);
+        const Tensor<float> got = down(be, p.value.cview()), want = rounded<float16>(*cpu_values[i++]);
+        CHECK(std::memcmp(got.data(), want.data(), sizeof(float) * std::size_t(got.numel())) == 0);
+    });
+    for (const auto& entry : half.opt.state()) CHECK(entry.second.master.numel() == 0);
+    half_steps(be, half, batch, px.cview(), 1);
+    CHECK(half.opt.step_count() == 2);
+    for (const auto& entry : half.opt.state()) CHECK(entry.second.master.numel() == entry.second.exp_avg.numel());
+
+    save_checkpoint(be, from_half, half.model, half.opt, 2);
+    auto cm2 = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
+    AdamW<Cpu> copt2;
+    CHECK(load_checkpoint(from_half, cm2, copt2) == 2);
+    std::vector<Tensor<float>> half_values;
+    half.model.visit([&](const std::string&, BasicParameter<DeviceTensor<float16>>& p) {
+        half_values.push_back(down(be, p.value.cview()));
+    });
+    i = 0;
+    cm2.visit([&](const std::string& name, Parameter<float>& p) {
+        CAPTURE(name);
+        CHECK(std::memcmp(p.value.data(), half_values[i++].data(), sizeof(float) * std::size_t(p.value.numel())) == 0);
+    });
+    CHECK(copt2.step_count() == 2);
+    std::filesystem::remove(from_float);
+    std::filesystem::remove(from_half);
 }

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#include "support/temp_dir.hpp"
 
 namespace {
 
@@ -66,19 +67,6 @@ Ids with_specials(const ClipTokenizer& t, const std::string& text) {
 }
 
 // A scratch folder, removed at the end of the test.
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        path = std::filesystem::temp_directory_path() / ("mmalign_clip_tok_" + std::to_string(std::random_device{}()));
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    std::string file(const std::string& name, const std::string& content) const {
-        std::ofstream(path / name, std::ios::binary) << content;
-        return (path / name).string();
-    }
-};
-
 std::string slurp(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     std::ostringstream ss;
@@ -232,7 +220,7 @@ TEST_CASE("ClipTokenizer: OpenAI's .gz vocabulary and the HF files give the same
     }
     CHECK(diffs == 0);
 
-    TempDir tmp;  // the same file decompressed, and from_hf_files on the HF pair
+    mmalign::test::TempDir tmp;  // the same file decompressed, and from_hf_files on the HF pair
     std::string plain = tmp.file("bpe.txt", mmalign::io::gunzip(slurp(dir + "/bpe_simple_vocab_16e6.txt.gz")));
     auto openai_plain = ClipTokenizer::from_openai_bpe(plain);
     auto files = ClipTokenizer::from_hf_files(dir + "/hf/vocab.json", dir + "/hf/merges.txt");
@@ -244,7 +232,7 @@ TEST_CASE("ClipTokenizer: OpenAI's .gz vocabulary and the HF files give the same
 
 TEST_CASE("ClipTokenizer: the hub's older tokenizer_config.json (AddedToken dicts, normalized=true)") {
     const auto& fx = fixture();
-    TempDir tmp;
+    mmalign::test::TempDir tmp;
     for (const char* name : {"vocab.json", "merges.txt"})
         std::filesystem::copy_file(dir + "/hf/" + name, tmp.path / name);
     std::filesystem::copy_file(dir + "/hub_style/tokenizer_config.json", tmp.path / "tokenizer_config.json");
@@ -284,7 +272,7 @@ TEST_CASE("ClipTokenizer: a folder with only tokenizer.json, as transformers v5 
     CHECK(mismatches == 0);
 
     // A pipeline that is not CLIP's (the pre-v4.17 bare ByteLevel pre-tokenizer) is refused.
-    TempDir tmp;
+    mmalign::test::TempDir tmp;
     auto j = nlohmann::json::parse(slurp(dir + "/small_tokenizer_json/tokenizer.json"));
     j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
     tmp.file("tokenizer.json", j.dump());
@@ -328,7 +316,7 @@ TEST_CASE("ClipTokenizer: invalid UTF-8 throws InvalidUtf8Error naming the byte 
 }
 
 TEST_CASE("ClipTokenizer: missing or corrupt vocabulary files name the file and line") {
-    TempDir tmp;
+    mmalign::test::TempDir tmp;
     const std::string vocab = dir + "/hf/vocab.json", merges = dir + "/hf/merges.txt";
     auto has = [](const std::string& msg, const std::string& part) {
         INFO(msg);
@@ -378,7 +366,7 @@ TEST_CASE("ClipTokenizer: missing or corrupt vocabulary files name the file and 
     has(msg, "at byte");
     has(error_of([&] { ClipTokenizer::from_hf_folder(dir + "/hf/vocab.json"); }), "has neither vocab.json");
 
-    TempDir folder;  // a config whose bos is not in the vocabulary
+    mmalign::test::TempDir folder;  // a config whose bos is not in the vocabulary
     for (const char* name : {"vocab.json", "merges.txt"})
         std::filesystem::copy_file(dir + "/hf/" + name, folder.path / name);
     folder.file("tokenizer_config.json", "{\"bos_token\": \"<s>\"}");

@@ -36,6 +36,7 @@ TEST_CASE("image tests are skipped: mmalign::image was not configured (needs lib
 #include "mmalign/io/image.hpp"
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/io/pillow_resize.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace mmalign;
 using mmalign::test::io_error_of;
@@ -157,18 +158,6 @@ double max_diff_pv(const Tensor<float>& ours, const Entry& e) {
     }
     return m;
 }
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("mmalign_test_image_" + std::to_string(::getpid()));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 }  // namespace
 
@@ -392,7 +381,7 @@ TEST_CASE("load_clip_image_processor_config reads the hub's legacy int sizes, di
 
 TEST_CASE(
     "load_clip_image_processor_config rejects wrong types and unsupported fields, naming the file and the field") {
-    TempDir tmp;
+    test::TempDir tmp;
     struct Case {
         std::string json, field, what;
     };
@@ -432,7 +421,7 @@ TEST_CASE(
 TEST_CASE(
     "load_image errors name the file: missing, empty, truncated (as Pillow: also progressive, no EOI), garbage, GIF, "
     "zero and absurd sizes") {
-    TempDir tmp;
+    test::TempDir tmp;
     const std::vector<char> jpg = read_all(image_dir / "astronaut_420.jpg");
     const std::vector<char> png = read_all(image_dir / "cat_crop.png");
     auto expect = [&](const std::string& name, const std::vector<char>& bytes, const std::string& what) {

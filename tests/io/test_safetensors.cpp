@@ -32,6 +32,7 @@
 #include "support/errors.hpp"
 #include "mmalign/backend/cpu/backend.hpp"
 #include "mmalign/io/safetensors.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace mmalign;
 using mmalign::test::io_error_of;
@@ -51,31 +52,6 @@ std::vector<std::byte> file_bytes(const fs::path& p) {
     if (!c.empty()) std::memcpy(out.data(), c.data(), c.size());
     return out;
 }
-
-/// A fresh directory under the system temp directory, removed with its contents at scope end.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-        path = fs::temp_directory_path() /
-               ("mmalign_st_" + std::to_string(::getpid()) + "_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
-    /// Names in the directory, sorted (to show that no temporary file was left behind).
-    std::vector<std::string> listing() const {
-        std::vector<std::string> out;
-        for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-        std::sort(out.begin(), out.end());
-        return out;
-    }
-};
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
@@ -184,7 +160,7 @@ TEST_CASE("every malformed file of safetensors_bad/ raises an IoError naming the
 }
 
 TEST_CASE("files that are not there, not regular or empty raise an IoError naming them") {
-    TempDir dir;
+    test::TempDir dir;
     CHECK(contains(io_error_of([&] { (void)io::SafetensorsFile::open(dir / "absent.safetensors"); }), "cannot open the file"));
     CHECK(contains(io_error_of([&] { (void)io::SafetensorsFile::open(dir.path.string()); }), "not a regular file"));
     write_text(dir / "empty.safetensors", "");
@@ -284,7 +260,7 @@ TEST_CASE("SafetensorsFile is move-only and its data stays valid when moved") {
 }
 
 TEST_CASE("save_safetensors round-trips F32 and F64 bit-exactly, with sorted keys and an 8-byte padded header") {
-    TempDir dir;
+    test::TempDir dir;
     Tensor<float> w(Shape{2, 3});
     for (index_t i = 0; i < w.numel(); ++i) w.data()[i] = std::ldexp(1.0f, -140) * float(i) - 0.1f * float(i);
     w.data()[5] = std::numeric_limits<float>::quiet_NaN();
@@ -321,7 +297,7 @@ TEST_CASE("save_safetensors round-trips F32 and F64 bit-exactly, with sorted key
 }
 
 TEST_CASE("save_safetensors rejects duplicate, reserved and data-less tensors before creating any file") {
-    TempDir dir;
+    test::TempDir dir;
     Tensor<float> a(Shape{2}, 1.0f);
     const std::string path = dir / "x.safetensors";
     CHECK(contains(io_error_of([&] { io::save_safetensors(path, {{"a", a.cview()}, {"a", a.cview()}}); }),
@@ -333,7 +309,7 @@ TEST_CASE("save_safetensors rejects duplicate, reserved and data-less tensors be
 }
 
 TEST_CASE("a failed save leaves the old file intact and no temporary file behind") {
-    TempDir dir;
+    test::TempDir dir;
     const std::string path = dir / "model.safetensors";
     Tensor<float> old_w(Shape{4}, 7.0f);
     io::save_safetensors(path, {{"w", old_w.cview()}});
@@ -389,7 +365,7 @@ TEST_CASE("a failed save leaves the old file intact and no temporary file behind
 }
 
 TEST_CASE("save_parameters and load_parameters round-trip a module through the visitor, with a prefix") {
-    TempDir dir;
+    test::TempDir dir;
     Tiny a, b;
     fill_iota(a, 1.0f);
     io::save_parameters(a, dir / "tiny.safetensors", "enc.", {{"note", "tiny"}});
@@ -410,7 +386,7 @@ TEST_CASE("save_parameters and load_parameters round-trip a module through the v
 }
 
 TEST_CASE("load_parameters lists every missing, unexpected, wrongly-shaped and wrongly-typed key in one IoError") {
-    TempDir dir;
+    test::TempDir dir;
     Tensor<float> w(Shape{3, 2}, 1.0f), b(Shape{3}, 2.0f), extra(Shape{5}, 0.0f);
     Tensor<double> other(Shape{1}, 0.0);
     const std::string path = dir / "m.safetensors";
@@ -454,7 +430,7 @@ TEST_CASE("an integer tensor under a parameter's name is reported as an unusable
 }
 
 TEST_CASE("a sharded checkpoint loads through its index; a broken index is an IoError naming it") {
-    TempDir dir;
+    test::TempDir dir;
     Tiny a;
     fill_iota(a, 1.0f);
     io::save_safetensors(dir / "model-00001-of-00002.safetensors", {{"enc.w", a.w.value.cview()}});
@@ -510,7 +486,7 @@ TEST_CASE("a sharded checkpoint loads through its index; a broken index is an Io
         CHECK(contains(m, c.fault));
         if (!contains(c.fault, "cannot open")) CHECK(contains(m, "index '" + idx + "'"));
     }
-    TempDir nothing;
+    test::TempDir nothing;
     CHECK(contains(io_error_of([&] { (void)io::Checkpoint::open(nothing.path.string()); }),
                    "neither model.safetensors nor model.safetensors.index.json"));
 }

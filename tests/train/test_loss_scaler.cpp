@@ -22,27 +22,20 @@ using namespace mmalign;
 using Be = CpuBackend<float>;
 
 namespace {
-const std::string fixtures = std::string(MMALIGN_FIXTURE_DIR);
 
 struct Run {
-    Clip<Be> model;
+    Clip<Be> model = test::tiny_clip<Be>();
     AdamW<Be> opt;
-    Tensor<float> pixels;
-    std::vector<std::int32_t> ids, mask;
+    test::ClipBatch batch = test::ClipBatch::load();
 
-    Run() : model(Clip<Be>::Config::from_hf(io::load_clip_config(fixtures + "/clip/tiny_quick_gelu/config.json"))) {
+    Run() {
         opt.config.lr = 1e-3;
         opt.config.weight_decay = 0.1;
-        io::load_parameters(model, io::SafetensorsFile::open(fixtures + "/clip/tiny_quick_gelu/model.safetensors"), "");
-        auto f = io::SafetensorsFile::open(fixtures + "/training.safetensors");
-        pixels = f.read<float>("clip.pixel_values");
-        Tensor<float> i = f.read<float>("clip.input_ids"), m = f.read<float>("clip.attention_mask");
-        ids.assign(i.begin(), i.end());
-        mask.assign(m.begin(), m.end());
     }
     /// Forward and backward of the InfoNCE loss with the backward seeded by `seed`; returns the loss.
     float backward(Be& be, double seed) {
-        return test::clip_infonce_backward(be, model, pixels.view(), ids, mask, 3, static_cast<float>(seed));
+        return test::clip_infonce_backward(be, model, batch.pixels.view(), batch.ids, batch.mask, batch.pairs,
+                                           static_cast<float>(seed));
     }
 };
 

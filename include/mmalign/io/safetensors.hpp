@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -881,6 +882,22 @@ void load_parameters(M& module, const S& source, const std::string& prefix = "",
     });
 }
 
+/// Reads tensor `key` of `source` into `dst`, a tensor in `be`'s memory of its storage or Compute
+/// type: directly where the backend's tensors are host memory, else into `staging` (a host tensor
+/// of the Compute type) and over with be.from_host, which rounds to nearest even into 16-bit
+/// storage. The one host-to-backend path of parameter and training-state loads.
+template <Backend B, TensorSource S, class U>
+void read_into_backend(B& be, const S& source, const std::string& key, TensorView<U> dst,
+                       Tensor<typename B::Compute>& staging) {
+    if constexpr (detail::is_host_tensor<typename B::Tensor>::value) {
+        source.read_into(key, dst);
+    } else {
+        staging.resize(dst.shape());
+        source.read_into(key, staging.view());
+        be.from_host(staging.cview(), dst);
+    }
+}
+
 /// As above, for parameters in a backend's storage: each tensor is read into a host staging
 /// tensor of the backend's Compute type and copied over with be.from_host (which rounds to the
 /// storage type on 16-bit backends).
@@ -890,14 +907,7 @@ void load_parameters(B& be, M& module, const S& source, const std::string& prefi
     Tensor<typename B::Compute> staging;
     module.visit([&](const std::string& name, auto& p) {
         const std::string key = prefix + name;
-        if (!source.contains(key)) return;
-        if constexpr (detail::is_host_tensor<std::remove_cvref_t<decltype(p.value)>>::value) {
-            source.read_into(key, p.value.view());
-        } else {
-            staging.resize(p.value.shape());
-            source.read_into(key, staging.view());
-            be.from_host(staging.cview(), p.value.view());
-        }
+        if (source.contains(key)) read_into_backend(be, source, key, p.value.view(), staging);
     });
 }
 
@@ -1031,20 +1041,45 @@ void save_parameters(M& module, const std::string& path, const std::string& pref
     save_safetensors(path, out, metadata);
 }
 
+/// Tensors in a backend's memory gathered for one save_safetensors call, the one backend-to-host
+/// path of parameter and training-state saves. Where the backend's tensors are host memory they
+/// are written from where they are; otherwise each is copied with be.to_host into a host tensor
+/// of the Compute type, which holds every storage value exactly (16-bit parameters are written
+/// as F32). Compute float gives F32, double F64.
+template <Backend B>
+class StagedTensors {
+public:
+    /// `src` (storage or Compute type) must outlive the save when the backend's memory is host.
+    template <class U>
+    void add(B& be, std::string name, ConstView<U> src) {
+        if constexpr (detail::is_host_tensor<typename B::Tensor>::value) {
+            tensors_.emplace_back(std::move(name), src);
+        } else {
+            Tensor<typename B::Compute>& h = copies_.emplace_back(src.shape());
+            be.to_host(src, h.view());
+            tensors_.emplace_back(std::move(name), h.cview());
+        }
+    }
+    const std::vector<TensorToSave>& tensors() const { return tensors_; }
+
+private:
+    std::deque<Tensor<typename B::Compute>> copies_;  // a deque never moves what it already holds
+    std::vector<TensorToSave> tensors_;
+};
+
+/// Adds every parameter `module.visit` names to `out` under `prefix + name`.
+template <Backend B, class M>
+void stage_parameters(B& be, M& module, StagedTensors<B>& out, const std::string& prefix = "") {
+    module.visit([&](const std::string& name, auto& p) { out.add(be, prefix + name, p.value.cview()); });
+}
+
 /// As above, for parameters in a backend's storage (copied to host with be.to_host first).
 template <Backend B, class M>
 void save_parameters(B& be, M& module, const std::string& path, const std::string& prefix = "",
                      const std::map<std::string, std::string>& metadata = {}) {
-    std::vector<Tensor<typename B::Scalar>> host;
-    std::vector<std::string> names;
-    module.visit([&](const std::string& name, auto& p) {
-        host.emplace_back(p.value.shape());
-        be.to_host(p.value.view(), host.back().view());
-        names.push_back(prefix + name);
-    });
-    std::vector<TensorToSave> out;
-    for (std::size_t i = 0; i < host.size(); ++i) out.emplace_back(names[i], host[i].cview());
-    save_safetensors(path, out, metadata);
+    StagedTensors<B> staged;
+    stage_parameters(be, module, staged, prefix);
+    save_safetensors(path, staged.tensors(), metadata);
 }
 
 }  // namespace mmalign::io

@@ -11,8 +11,11 @@
 // Mixed precision: moments are kept in the backend's Compute type (float). On a backend whose
 // storage is 16-bit, each parameter also gets a float master copy, made from its stored value at
 // the first step; the update runs on the master copy and the parameter receives it rounded
-// (Micikevicius et al. 2018, "Mixed Precision Training"). A step may take 1/loss-scale to apply
-// to the gradients first (train/loss_scaler.hpp decides it and skips overflowing steps).
+// (Micikevicius et al. 2018, "Mixed Precision Training"). An element of the parameter written
+// between steps (no longer its master's rounding) restarts its master from the written value
+// (backend adamw_step), so a checkpoint restores the parameter and its master together
+// (train/checkpoint.hpp). A step may take 1/loss-scale to apply to the gradients first
+// (train/loss_scaler.hpp decides it and skips overflowing steps).
 #pragma once
 
 #include <functional>
@@ -72,12 +75,17 @@ public:
         module.visit([&](const std::string& name, auto& p) {
             if (!p.requires_grad || !p.has_grad()) return;  // like torch: no gradient, no update
             State& st = state_[name];
-            if (st.exp_avg.numel() != p.value.numel() || !(st.exp_avg.shape() == p.shape())) {
+            const bool fresh = !(st.exp_avg.shape() == p.shape()) || !(st.exp_avg_sq.shape() == p.shape());
+            if (fresh) {
                 st.exp_avg.resize(p.shape());
                 st.exp_avg_sq.resize(p.shape());
                 st.exp_avg.zero();
                 st.exp_avg_sq.zero();
-                if constexpr (has_master) {
+            }
+            if constexpr (has_master) {
+                // Moments without a master (restored from a checkpoint of float storage): the
+                // master starts from the stored, rounded parameter.
+                if (fresh || !(st.master.shape() == p.shape())) {
                     st.master.resize(p.shape());
                     be.cast(p.value.cview(), st.master.view());
                 }

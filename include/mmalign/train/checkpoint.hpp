@@ -1,66 +1,266 @@
-// mmalign/train/checkpoint.hpp — saving and resuming training: weights, AdamW state and step.
+// mmalign/train/checkpoint.hpp — saving and resuming training on any backend: weights, AdamW
+// state (with the float master weights of mixed precision), the loss scaler and the step.
 //
 // One safetensors file (written atomically: temp file, fsync, rename — io/safetensors.hpp):
-//   "model.<name>"                the parameters, under the visitor's HF names
+//   "model.<name>"                  the parameters, under the visitor's HF names
 //   "optim.<name>.exp_avg", "optim.<name>.exp_avg_sq"   AdamW's moments
-//   __metadata__: format "mmalign-train-1", step, optimizer_steps, and any caller entries
-// Resuming restores all three, so a run that stops and resumes continues the same curve as one
-// that never stopped (the caller's data order must be a function of the step, as in the
-// Fashion-MNIST example). Host (CPU backend) storage.
+//   "optim.<name>.master"           AdamW's float master weights (16-bit storage only)
+//   __metadata__: format "mmalign-train-1", step, optimizer_steps, master_weights ("true" when
+//   the optimizer keeps master weights), with a LossScaler loss_scale, loss_scale_growth_tracker
+//   and loss_scale_skipped_steps, and the caller's entries.
+// Tensors are F32 for float and 16-bit storage (a 16-bit value is exact in float and rounds back
+// to itself on load) and F64 for double. Numbers in the metadata are decimal text that reads
+// back to the same double or integer. Files written before master weights and the scaler were
+// stored have none of their entries and load as checkpoints of float storage; the format name
+// stayed "mmalign-train-1" because the new entries are additions that older readers skip.
+//
+// Resuming restores all of it, so a run that stops and resumes continues the same curve as one
+// that never stopped, bit for bit, 16-bit runs included (the caller's data order must be a
+// function of the step, as in the Fashion-MNIST example). Under mixed precision the parameter and
+// its master are restored together: the backend's AdamW update uses the master only while the
+// parameter still equals the master rounded, and restarts it from the parameter otherwise.
+//
+// Across storage types: a float checkpoint loads into a 16-bit model (parameters rounded to
+// nearest even, moments as they are; with no master stored, each master starts from the rounded
+// parameter at the next step), and a 16-bit one into a float model (its masters are ignored).
+//
+//   save_checkpoint(be, "ckpt.safetensors", model, opt, step, {.scaler = &scaler});
+//   step = load_checkpoint(be, "ckpt.safetensors", model, opt, {.scaler = &scaler});
 #pragma once
 
+#include <charconv>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
 #include <map>
 #include <string>
+#include <system_error>
+#include <type_traits>
+#include <vector>
 
+#include "mmalign/core/error.hpp"
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/train/adamw.hpp"
+#include "mmalign/train/loss_scaler.hpp"
 
 namespace mmalign {
 
+/// What a checkpoint saves and restores besides the model and the optimizer. Written with
+/// designated initialisers: `{.scaler = &scaler, .metadata = {{"run", "a"}}}`.
+template <Backend B>
+struct CheckpointOptions {
+    LossScaler<B>* scaler = nullptr;  // its scale, growth tracker and skipped steps
+    // Save only: extra __metadata__ entries (read them with io::SafetensorsFile::open(path).metadata()).
+    std::map<std::string, std::string> metadata = {};
+};
+
+namespace detail {
+
+inline constexpr const char* checkpoint_format = "mmalign-train-1";
+
+/// The shortest decimal text that reads back to exactly `x` (std::to_chars' guarantee).
+inline std::string round_trip_text(double x) {
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof buf, x);
+    return std::string(buf, r.ptr);
+}
+inline std::string round_trip_text(std::int64_t x) { return std::to_string(x); }
+
+/// The checkpoint's metadata, read with messages that name the file and the field.
+class CheckpointMetadata {
+public:
+    CheckpointMetadata(const std::string& path, const std::map<std::string, std::string>& meta)
+        : path_(path), meta_(meta) {}
+
+    [[noreturn]] void fail(const std::string& what) const { throw IoError("checkpoint '" + path_ + "': " + what); }
+    bool has(const std::string& key) const { return meta_.count(key) != 0; }
+    const std::string& text(const std::string& key, const std::string& why_needed) const {
+        auto it = meta_.find(key);
+        if (it == meta_.end()) fail("metadata has no \"" + key + "\" (" + why_needed + ")");
+        return it->second;
+    }
+    /// The field as a whole number (int64) or double; throws naming the field and its text.
+    template <class V>
+    V number(const std::string& key, const std::string& why_needed) const {
+        const std::string& s = text(key, why_needed);
+        V v{};
+        const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size())
+            fail("metadata \"" + key + "\" is \"" + io::detail::printable(s) + "\", expected " +
+                 (std::is_integral_v<V> ? "an integer" : "a number"));
+        return v;
+    }
+
+private:
+    const std::string& path_;
+    const std::map<std::string, std::string>& meta_;
+};
+
+}  // namespace detail
+
+/// Saves `model`'s parameters, `opt`'s state and step count, `step` and, with options.scaler,
+/// the loss scaler's state to `path`. Tensors in device memory are copied to the host first.
+/// Throws ArgumentError when options.metadata uses a key of the format's own.
 template <Backend B, class M>
-void save_checkpoint(const std::string& path, M& model, AdamW<B>& opt, std::int64_t step,
-                     std::map<std::string, std::string> metadata = {}) {
-    std::vector<io::TensorToSave> out;
+void save_checkpoint(B& be, const std::string& path, M& model, AdamW<B>& opt, std::int64_t step,
+                     const CheckpointOptions<B>& options = {}) {
+    std::map<std::string, std::string> meta = options.metadata;
+    for (const char* key : {"format", "step", "optimizer_steps", "master_weights", "loss_scale",
+                            "loss_scale_growth_tracker", "loss_scale_skipped_steps"})
+        if (meta.count(key))
+            throw ArgumentError("save_checkpoint '" + path + "': metadata key \"" + std::string(key) +
+                                "\" is the checkpoint format's own; rename the caller's entry");
+    meta["format"] = detail::checkpoint_format;
+    meta["step"] = detail::round_trip_text(step);
+    meta["optimizer_steps"] = detail::round_trip_text(opt.step_count());
+    meta["master_weights"] = AdamW<B>::has_master ? "true" : "false";
+    if (options.scaler) {
+        meta["loss_scale"] = detail::round_trip_text(options.scaler->scale());
+        meta["loss_scale_growth_tracker"] = detail::round_trip_text(options.scaler->growth_tracker());
+        meta["loss_scale_skipped_steps"] = detail::round_trip_text(options.scaler->skipped_steps());
+    }
+
+    io::StagedTensors<B> staged;
+    io::stage_parameters(be, model, staged, "model.");
     model.visit([&](const std::string& name, auto& p) {
-        out.emplace_back("model." + name, p.value.cview());
         auto it = opt.state().find(name);
-        if (it != opt.state().end()) {
-            out.emplace_back("optim." + name + ".exp_avg", it->second.exp_avg.cview());
-            out.emplace_back("optim." + name + ".exp_avg_sq", it->second.exp_avg_sq.cview());
+        // State of another shape is what the next step would discard and restart.
+        if (it == opt.state().end() || !(it->second.exp_avg.shape() == p.shape()) ||
+            !(it->second.exp_avg_sq.shape() == p.shape()))
+            return;
+        const auto& st = it->second;
+        const std::string key = "optim." + name;
+        staged.add(be, key + ".exp_avg", st.exp_avg.cview());
+        staged.add(be, key + ".exp_avg_sq", st.exp_avg_sq.cview());
+        if constexpr (AdamW<B>::has_master) {
+            // A master not made yet (moments restored from a float checkpoint, no step since)
+            // would start from the parameter: store that, so every state has its master.
+            if (st.master.shape() == p.shape()) staged.add(be, key + ".master", st.master.cview());
+            else staged.add(be, key + ".master", p.value.cview());
         }
     });
-    metadata["format"] = "mmalign-train-1";
-    metadata["step"] = std::to_string(step);
-    metadata["optimizer_steps"] = std::to_string(opt.step_count());
-    io::save_safetensors(path, out, metadata);
+    io::save_safetensors(path, staged.tensors(), meta);
 }
 
-/// Restores model, optimizer state and returns the step stored in the checkpoint.
+/// Restores `model`'s parameters, `opt`'s state and step count and, with options.scaler, the
+/// loss scaler's state from `path`; returns the step stored in the checkpoint. Everything is
+/// checked before anything is written, so a load that throws IoError (naming the file, the
+/// tensor or field, what was expected and what was found) leaves model, optimizer and scaler as
+/// they were.
 template <Backend B, class M>
-std::int64_t load_checkpoint(const std::string& path, M& model, AdamW<B>& opt) {
-    auto f = io::SafetensorsFile::open(path);
-    const auto& meta = f.metadata();
-    auto field = [&](const char* key) -> std::string {
-        auto it = meta.find(key);
-        if (it == meta.end()) throw IoError(path + ": not an mmalign training checkpoint (no \"" + key + "\" in metadata)");
-        return it->second;
+std::int64_t load_checkpoint(B& be, const std::string& path, M& model, AdamW<B>& opt,
+                             const CheckpointOptions<B>& options = {}) {
+    using C = typename B::Compute;
+    const auto f = io::SafetensorsFile::open(path);
+    const detail::CheckpointMetadata meta(path, f.metadata());
+    const std::string not_training = "not an mmalign training checkpoint?";
+    if (const std::string& fmt = meta.text("format", not_training); fmt != detail::checkpoint_format)
+        meta.fail("metadata \"format\" is \"" + io::detail::printable(fmt) + "\", expected \"" +
+                  detail::checkpoint_format + "\"");
+    const auto step = meta.number<std::int64_t>("step", not_training);
+    const auto optimizer_steps = meta.number<std::int64_t>("optimizer_steps", not_training);
+    if (step < 0 || optimizer_steps < 0)
+        meta.fail("metadata \"step\" and \"optimizer_steps\" must be >= 0, found " + std::to_string(step) + " and " +
+                  std::to_string(optimizer_steps));
+    bool file_masters = false;  // absent in files written before master weights were stored
+    if (meta.has("master_weights")) {
+        const std::string& m = meta.text("master_weights", "");
+        if (m != "true" && m != "false")
+            meta.fail("metadata \"master_weights\" is \"" + io::detail::printable(m) + "\", expected \"true\" or \"false\"");
+        file_masters = m == "true";
+    }
+    double scale = 0;
+    std::int64_t tracker = 0, skipped = 0;
+    if (options.scaler) {
+        const std::string why = "a LossScaler was passed to load_checkpoint, but the checkpoint was saved without one";
+        scale = meta.number<double>("loss_scale", why);
+        tracker = meta.number<std::int64_t>("loss_scale_growth_tracker", why);
+        skipped = meta.number<std::int64_t>("loss_scale_skipped_steps", why);
+        if (!(scale > 0) || !std::isfinite(scale) || tracker < 0 || skipped < 0)
+            meta.fail("metadata \"loss_scale\", \"loss_scale_growth_tracker\", \"loss_scale_skipped_steps\": expected a "
+                      "finite scale > 0 and counts >= 0, found " + meta.text("loss_scale", why) + ", " +
+                      std::to_string(tracker) + ", " + std::to_string(skipped));
+    }
+
+    // The optimizer's tensors, checked before anything is written; the parameters are checked by
+    // load_parameters, also before it writes.
+    auto check = [&](const std::string& key, const Shape& want, const std::string& name) {
+        const io::TensorInfo& e = f.info(key);
+        if (!(e.shape == want))
+            meta.fail("tensor '" + key + "': expected shape " + want.str() + " (parameter '" + name + "'), found " +
+                      e.shape.str());
+        if (const std::string why = io::detail::conversion_problem<C>(e.dtype); !why.empty())
+            meta.fail("tensor '" + key + "': " + why);
     };
-    if (field("format") != "mmalign-train-1")
-        throw IoError(path + ": checkpoint format \"" + field("format") + "\", expected \"mmalign-train-1\"");
-    io::load_parameters(model, f, "model.");
-    opt.state().clear();
     model.visit([&](const std::string& name, auto& p) {
-        const std::string k = "optim." + name + ".exp_avg";
-        if (!f.contains(k)) return;
-        auto& st = opt.state()[name];
-        st.exp_avg = f.template read<typename B::Scalar>(k);
-        st.exp_avg_sq = f.template read<typename B::Scalar>(k + "_sq");
-        if (!(st.exp_avg.shape() == p.shape()) || !(st.exp_avg_sq.shape() == p.shape()))
-            throw IoError(path + ": optimizer state of " + name + " has shape " + st.exp_avg.shape().str() +
-                          ", expected " + p.shape().str());
+        const std::string key = "optim." + name;
+        const bool m = f.contains(key + ".exp_avg"), v = f.contains(key + ".exp_avg_sq"), w = f.contains(key + ".master");
+        if (!m && !v && !w) return;  // no state: the parameter had no update yet, or is frozen
+        for (const char* part : {".exp_avg", ".exp_avg_sq"})
+            if (!f.contains(key + part))
+                meta.fail("tensor '" + key + part + "' missing: expected it with shape " + p.shape().str() +
+                          " beside the other optimizer state of '" + name + "', found none");
+        check(key + ".exp_avg", p.shape(), name);
+        check(key + ".exp_avg_sq", p.shape(), name);
+        if (w) check(key + ".master", p.shape(), name);  // checked even where ignored: a wrong shape is corruption
+        else if (AdamW<B>::has_master && file_masters)
+            meta.fail("tensor '" + key + ".master' missing: the checkpoint keeps float master weights (master_weights "
+                      "\"true\") and optimizer state for '" + name + "'; expected shape " + p.shape().str() +
+                      ", found none");
     });
-    opt.set_step_count(std::stoll(field("optimizer_steps")));
-    return std::stoll(field("step"));
+
+    io::load_parameters(be, model, f, "model.");
+    std::map<std::string, typename AdamW<B>::State> state;
+    Tensor<C> staging;
+    model.visit([&](const std::string& name, auto& p) {
+        const std::string key = "optim." + name;
+        if (!f.contains(key + ".exp_avg")) return;
+        auto& st = state[name];
+        st.exp_avg.resize(p.shape());
+        st.exp_avg_sq.resize(p.shape());
+        io::read_into_backend(be, f, key + ".exp_avg", st.exp_avg.view(), staging);
+        io::read_into_backend(be, f, key + ".exp_avg_sq", st.exp_avg_sq.view(), staging);
+        if constexpr (AdamW<B>::has_master) {
+            // Without one (a float checkpoint) the next step starts the master from the parameter.
+            if (f.contains(key + ".master")) {
+                st.master.resize(p.shape());
+                io::read_into_backend(be, f, key + ".master", st.master.view(), staging);
+            }
+        }
+    });
+    opt.state() = std::move(state);
+    opt.set_step_count(optimizer_steps);
+    if (options.scaler) {
+        options.scaler->set_scale(scale);
+        options.scaler->set_growth_tracker(tracker);
+        options.scaler->set_skipped_steps(skipped);
+    }
+    return step;
+}
+
+/// The host forms, for host (CPU backend) storage: as above with a default backend and caller
+/// metadata only.
+template <Backend B, class M>
+    requires std::default_initializable<B>
+void save_checkpoint(const std::string& path, M& model, AdamW<B>& opt, std::int64_t step,
+                     std::map<std::string, std::string> metadata = {}) {
+    static_assert(io::detail::is_host_tensor<typename B::Tensor>::value,
+                  "save_checkpoint(path, ...) reads host parameters; pass the backend "
+                  "(save_checkpoint(be, path, ...)) to save device storage.");
+    B be;
+    CheckpointOptions<B> options;
+    options.metadata = std::move(metadata);
+    save_checkpoint(be, path, model, opt, step, options);
+}
+
+template <Backend B, class M>
+    requires std::default_initializable<B>
+std::int64_t load_checkpoint(const std::string& path, M& model, AdamW<B>& opt) {
+    static_assert(io::detail::is_host_tensor<typename B::Tensor>::value,
+                  "load_checkpoint(path, ...) fills host parameters; pass the backend "
+                  "(load_checkpoint(be, path, ...)) to load device storage.");
+    B be;
+    return load_checkpoint(be, path, model, opt);
 }
 
 }  // namespace mmalign

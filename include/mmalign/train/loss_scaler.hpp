@@ -57,6 +57,7 @@ public:
     void set_growth_tracker(std::int64_t t) { tracker_ = t; }
     /// Steps skipped because a gradient overflowed.
     std::int64_t skipped_steps() const { return skipped_; }
+    void set_skipped_steps(std::int64_t n) { skipped_ = n; }
 
     /// Unscales and applies the gradients of `module` with `opt` when all are finite, then updates
     /// the scale. Returns false when the step was skipped (the parameters and the optimizer's

@@ -438,6 +438,19 @@ public:
         stage_.assign(host.data(), host.data() + host.numel());
         from_host(ConstView<T>(stage_.data(), host.shape()), dst);
     }
+    /// Host floats → device float tensors (optimizer moments, master weights), on the 16-bit
+    /// backends; returns when the data has arrived.
+    template <class U = T>
+        requires(!std::is_same_v<U, C>)
+    void from_host(ConstView<C> host, TensorView<C> dst) {
+        if (host.numel() != dst.numel())
+            throw ShapeError("from_host: source " + host.shape().str() + " and destination " + dst.shape().str() +
+                             " differ in size");
+        if (!host.numel()) return;
+        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(dst.data(), host.data(), static_cast<std::size_t>(host.numel()) * sizeof(C),
+                                           cudaMemcpyHostToDevice, stream_));
+        synchronize();
+    }
     /// Device 16-bit storage → host floats (exact).
     template <class U = T>
         requires(!std::is_same_v<U, C>)
