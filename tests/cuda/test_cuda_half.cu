@@ -32,6 +32,7 @@
 #include "mmalign/train/checkpoint.hpp"
 #include "mmalign/train/loss_scaler.hpp"
 #include "support/clip_step.hpp"
+#include "support/temp_dir.hpp"
 #include "support/errors.hpp"
 
 using namespace mmalign;
@@ -578,8 +579,33 @@ bool same_on_device(B& be, ConstView<U> a, ConstView<U> b) {
     return std::memcmp(ha.data(), hb.data(), sizeof(float) * std::size_t(ha.numel())) == 0;
 }
 
-std::string temp_file(const std::string& name) {
-    return (std::filesystem::temp_directory_path() / ("mmalign_half_" + std::to_string(::getpid()) + "_" + name)).string();
+/// Every trainable parameter of `model` has a master in `opt` equal bit for bit to `want` (the
+/// float values, in visiting order), and some master differs from its parameter (it holds more
+/// than the 16-bit value).
+template <class M>
+void check_masters_equal(CudaBackend<float16>& be, AdamW<CudaBackend<float16>>& opt, M& model,
+                         const std::vector<Tensor<float>>& want) {
+    std::size_t i = 0, finer = 0;
+    model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
+        CAPTURE(name);
+        const Tensor<float>& w = want[i++];
+        REQUIRE(opt.state().count(name) == 1);
+        const Tensor<float> master = opt.state().at(name).master.to_host(), value = down(be, p.value.cview());
+        REQUIRE(master.shape() == w.shape());
+        CHECK(std::memcmp(master.data(), w.data(), sizeof(float) * std::size_t(w.numel())) == 0);
+        for (index_t k = 0; k < w.numel(); ++k) finer += master.data()[k] != value.data()[k];
+    });
+    CHECK(finer > 0);
+}
+
+/// After a step every parameter is its master rounded to float16 (the master was used, not restarted).
+template <class M>
+void check_parameters_are_rounded_masters(CudaBackend<float16>& be, AdamW<CudaBackend<float16>>& opt, M& model) {
+    model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
+        CAPTURE(name);
+        const Tensor<float> value = down(be, p.value.cview()), master = rounded<float16>(opt.state().at(name).master.to_host());
+        CHECK(std::memcmp(value.data(), master.data(), sizeof(float) * std::size_t(value.numel())) == 0);
+    });
 }
 }  // namespace
 
@@ -589,7 +615,8 @@ TEST_CASE("a float16 mixed-precision CLIP run with LossScaler saved after 2 step
     G be;
     const test::ClipBatch batch = half_batch();
     auto px = up(be, batch.pixels);
-    const std::string path = temp_file("resume.safetensors"), cut = temp_file("no_master.safetensors");
+    test::TempDir tmp;
+    const std::string path = tmp / "resume.safetensors", cut = tmp / "no_master.safetensors";
 
     HalfRun whole(be);
     half_steps(be, whole, batch, px.cview(), 4);
@@ -661,19 +688,18 @@ TEST_CASE("a float16 mixed-precision CLIP run with LossScaler saved after 2 step
     const std::string msg = test::io_error_of([&] { load_checkpoint(be, cut, other.model, other.opt); });
     CHECK(msg.find(cut) != std::string::npos);
     CHECK(msg.find("tensor '" + dropped + "' missing") != std::string::npos);
-    std::filesystem::remove(path);
-    std::filesystem::remove(cut);
 }
 
-TEST_CASE("checkpoints cross storage types: float into float16 (rounded; masters start from the parameters) and "
-          "float16 into float (masters ignored)") {
+TEST_CASE("checkpoints cross storage types: float into float16 (rounded parameters; masters the unrounded values) "
+          "and float16 into float (masters ignored)") {
     using G = CudaBackend<float16>;
     G be;
     Cpu cpu;
     const test::ClipBatch batch = half_batch();
     auto px = up(be, batch.pixels);
     const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
-    const std::string from_float = temp_file("from_float.safetensors"), from_half = temp_file("from_half.safetensors");
+    test::TempDir tmp;
+    const std::string from_float = tmp / "from_float.safetensors", from_half = tmp / "from_half.safetensors";
 
     auto cm = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
     io::load_parameters(cm, io::Checkpoint::open(dir), "");
@@ -692,10 +718,12 @@ TEST_CASE("checkpoints cross storage types: float into float16 (rounded; masters
         const Tensor<float> got = down(be, p.value.cview()), want = rounded<float16>(*cpu_values[i++]);
         CHECK(std::memcmp(got.data(), want.data(), sizeof(float) * std::size_t(got.numel())) == 0);
     });
-    for (const auto& entry : half.opt.state()) CHECK(entry.second.master.numel() == 0);
+    std::vector<Tensor<float>> float_values;
+    for (const Tensor<float>* v : cpu_values) float_values.push_back(*v);
+    check_masters_equal(be, half.opt, half.model, float_values);
     half_steps(be, half, batch, px.cview(), 1);
     CHECK(half.opt.step_count() == 2);
-    for (const auto& entry : half.opt.state()) CHECK(entry.second.master.numel() == entry.second.exp_avg.numel());
+    check_parameters_are_rounded_masters(be, half.opt, half.model);
 
     save_checkpoint(be, from_half, half.model, half.opt, 2);
     auto cm2 = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
@@ -711,6 +739,29 @@ TEST_CASE("checkpoints cross storage types: float into float16 (rounded; masters
         CHECK(std::memcmp(p.value.data(), half_values[i++].data(), sizeof(float) * std::size_t(p.value.numel())) == 0);
     });
     CHECK(copt2.step_count() == 2);
-    std::filesystem::remove(from_float);
-    std::filesystem::remove(from_half);
+}
+
+TEST_CASE("load_master_weights starts float16 training from a Hugging Face checkpoint's unrounded values") {
+    using G = CudaBackend<float16>;
+    G be;
+    const test::ClipBatch batch = half_batch();
+    auto px = up(be, batch.pixels);
+    const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
+    const auto source = io::Checkpoint::open(dir);
+    HalfRun run(be);  // from_pretrained: the parameters rounded to float16
+    load_master_weights(be, run.opt, run.model, source);
+    std::vector<Tensor<float>> file_values;
+    run.model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
+        Tensor<float> v(p.shape());
+        source.read_into(name, v.view());
+        file_values.push_back(std::move(v));
+    });
+    check_masters_equal(be, run.opt, run.model, file_values);
+    half_steps(be, run, batch, px.cview(), 2);
+    check_parameters_are_rounded_masters(be, run.opt, run.model);
+
+    HalfRun other(be);
+    const std::string msg = test::io_error_of([&] { load_master_weights(be, other.opt, other.model, source, "nope."); });
+    CHECK(msg.find("nope.") != std::string::npos);
+    CHECK(other.opt.state().empty());
 }

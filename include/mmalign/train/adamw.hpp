@@ -83,9 +83,11 @@ public:
                 st.exp_avg_sq.zero();
             }
             if constexpr (has_master) {
-                // Moments without a master (restored from a checkpoint of float storage): the
-                // master starts from the stored, rounded parameter.
-                if (fresh || !(st.master.shape() == p.shape())) {
+                // No master yet: it starts from the stored, rounded parameter. A master that exists
+                // is kept even beside fresh moments (load_master_weights and load_checkpoint set
+                // masters from a float checkpoint's unrounded values before the first step); where
+                // the parameter was written since, the update restarts those elements from it.
+                if (!(st.master.shape() == p.shape())) {
                     st.master.resize(p.shape());
                     be.cast(p.value.cview(), st.master.view());
                 }

@@ -21,11 +21,16 @@
 // parameter still equals the master rounded, and restarts it from the parameter otherwise.
 //
 // Across storage types: a float checkpoint loads into a 16-bit model (parameters rounded to
-// nearest even, moments as they are; with no master stored, each master starts from the rounded
-// parameter at the next step), and a 16-bit one into a float model (its masters are ignored).
+// nearest even, moments as they are, and every trainable parameter's master set to the file's
+// unrounded value, so no precision is lost by the crossing), and a 16-bit one into a float model
+// (its masters are ignored). load_master_weights does the same for a checkpoint that is not a
+// training one, e.g. Hugging Face weights fine-tuned in 16-bit storage.
 //
 //   save_checkpoint(be, "ckpt.safetensors", model, opt, step, {.scaler = &scaler});
 //   step = load_checkpoint(be, "ckpt.safetensors", model, opt, {.scaler = &scaler});
+//
+//   auto model = Clip<CudaBackend<bfloat16>>::from_pretrained(be, dir);   // rounded to bf16
+//   load_master_weights(be, opt, model, io::Checkpoint::open(dir));        // masters: the float values
 #pragma once
 
 #include <charconv>
@@ -96,7 +101,38 @@ private:
     const std::map<std::string, std::string>& meta_;
 };
 
+/// Sets the float master weight of every trainable parameter of `model` in `state` from
+/// `source`'s tensor prefix + name (already checked to exist with the parameter's shape).
+template <Backend B, class M, io::TensorSource S>
+void masters_from(B& be, std::map<std::string, typename AdamW<B>::State>& state, M& model, const S& source,
+                  const std::string& prefix, Tensor<typename B::Compute>& staging) {
+    model.visit([&](const std::string& name, auto& p) {
+        if (!p.requires_grad) return;
+        auto& st = state[name];
+        st.master.resize(p.shape());
+        io::read_into_backend(be, source, prefix + name, st.master.view(), staging);
+    });
+}
+
 }  // namespace detail
+
+/// Mixed precision from float weights that are not a training checkpoint (a Hugging Face
+/// model.safetensors or sharded folder, opened with io::Checkpoint::open): starts `opt`'s float
+/// master weights of `model`'s trainable parameters from `source`'s values, not from the 16-bit
+/// parameters they were rounded to, so fine-tuning in 16-bit storage keeps the checkpoint's full
+/// precision. Load the parameters from the same source first (io::load_parameters or
+/// from_pretrained): a master is used while its parameter equals its rounding. Moments start at
+/// zero at the first step, as always. Everything is checked before anything is written (IoError
+/// naming the file and each missing or misshapen tensor).
+template <Backend B, class M, io::TensorSource S>
+void load_master_weights(B& be, AdamW<B>& opt, M& model, const S& source, const std::string& prefix = "") {
+    static_assert(AdamW<B>::has_master,
+                  "load_master_weights: this backend stores parameters in its compute type; they are their own "
+                  "master weights (use io::load_parameters).");
+    io::detail::check_load(model, source, prefix, {});
+    Tensor<typename B::Compute> staging;
+    detail::masters_from(be, opt.state(), model, source, prefix, staging);
+}
 
 /// Saves `model`'s parameters, `opt`'s state and step count, `step` and, with options.scaler,
 /// the loss scaler's state to `path`. Tensors in device memory are copied to the host first.
@@ -221,13 +257,15 @@ std::int64_t load_checkpoint(B& be, const std::string& path, M& model, AdamW<B>&
         io::read_into_backend(be, f, key + ".exp_avg", st.exp_avg.view(), staging);
         io::read_into_backend(be, f, key + ".exp_avg_sq", st.exp_avg_sq.view(), staging);
         if constexpr (AdamW<B>::has_master) {
-            // Without one (a float checkpoint) the next step starts the master from the parameter.
-            if (f.contains(key + ".master")) {
+            if (file_masters) {
                 st.master.resize(p.shape());
                 io::read_into_backend(be, f, key + ".master", st.master.view(), staging);
             }
         }
     });
+    // A checkpoint of float storage holds every parameter unrounded: those values are the masters.
+    if constexpr (AdamW<B>::has_master)
+        if (!file_masters) detail::masters_from(be, state, model, f, "model.", staging);
     opt.state() = std::move(state);
     opt.set_step_count(optimizer_steps);
     if (options.scaler) {
