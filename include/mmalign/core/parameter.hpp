@@ -8,7 +8,11 @@
 
 #include <random>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
+#include "mmalign/core/error.hpp"
 #include "mmalign/core/tensor.hpp"
 
 namespace mmalign {
@@ -78,6 +82,41 @@ void init_normal(M& module, unsigned seed, double std = 0.02) {
             for (auto& v : p.value) v = static_cast<T>(d(rng));
         }
     });
+}
+
+/// Copies every parameter of `src`, a module with host storage (built on the CPU backend, where
+/// weights are initialised or loaded), into the same-named parameter of `dst`, the same
+/// architecture on backend `be` — the way onto a GPU: `copy_parameters(gpu, device_model,
+/// host_model)`. 16-bit storage receives each value rounded to nearest even. Both modules must
+/// visit the same names with the same shapes in the same order; otherwise ShapeError names the
+/// first difference and nothing is copied.
+template <class B, class Dst, class Src>
+void copy_parameters(B& be, Dst& dst, Src& src) {
+    std::vector<std::pair<std::string, BasicParameter<Tensor<typename B::Compute>>*>> from;
+    src.visit([&](const std::string& name, auto& p) {
+        using Storage = std::remove_cvref_t<decltype(p.value)>;
+        static_assert(std::is_same_v<Storage, Tensor<typename B::Compute>>,
+                      "copy_parameters: the source module must keep its parameters on the host in the destination "
+                      "backend's compute type (float for CudaBackend<float>, <bfloat16> and <float16>).");
+        from.emplace_back(name, &p);
+    });
+    std::size_t i = 0;
+    dst.visit([&](const std::string& name, auto& p) {
+        if (i >= from.size())
+            throw ShapeError("copy_parameters: the destination has more parameters than the source's " +
+                             std::to_string(from.size()) + "; the first extra one is '" + name + "'");
+        if (from[i].first != name || !(from[i].second->shape() == p.shape()))
+            throw ShapeError("copy_parameters: parameter " + std::to_string(i) + " is '" + name + "' " +
+                             p.shape().str() + " in the destination but '" + from[i].first + "' " +
+                             from[i].second->shape().str() + " in the source");
+        ++i;
+    });
+    if (i != from.size())
+        throw ShapeError("copy_parameters: the source has " + std::to_string(from.size()) +
+                         " parameters, the destination " + std::to_string(i) + "; the first missing one is '" +
+                         from[i].first + "'");
+    i = 0;
+    dst.visit([&](const std::string&, auto& p) { be.from_host(from[i++].second->value.cview(), p.value.view()); });
 }
 
 }  // namespace mmalign
