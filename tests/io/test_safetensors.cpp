@@ -9,6 +9,8 @@
 // one-error listing of missing, unexpected and wrongly-shaped keys.
 #include <doctest/doctest.h>
 
+#include <functional>
+
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -427,6 +429,30 @@ TEST_CASE("an integer tensor under a parameter's name is reported as an unusable
     One m("position_ids", Shape{1, 4});
     const std::string msg = io_error_of([&] { io::load_parameters(m, f, "", {.allow_unexpected = true}); });
     CHECK(contains(msg, "1 with an unusable dtype: position_ids: dtype I64 cannot be read as float"));
+}
+
+TEST_CASE_TEMPLATE("16-bit parameters are checked against their compute type: float checkpoints (F32, F16, BF16, "
+                   "F64) load into them, integer tensors do not", T, mmalign::bfloat16, mmalign::float16) {
+    // The storage of CudaBackend<bfloat16> / <float16>: load_parameters(be, ...) reads float and
+    // rounds, so check_load must accept every float dtype (it once judged by the 16-bit type and
+    // refused them all).
+    struct One16 {
+        std::string key;
+        BasicParameter<Tensor<T>> p;
+        void visit(const std::function<void(const std::string&, BasicParameter<Tensor<T>>&)>& f) { f(key, p); }
+    };
+    const auto dtypes = io::SafetensorsFile::open((good_dir / "dtypes.safetensors").string());
+    for (const char* key : {"f16", "bf16", "f64"}) {
+        CAPTURE(key);
+        One16 one{key, BasicParameter<Tensor<T>>(dtypes.info(key).shape)};
+        CHECK_NOTHROW(io::detail::check_load(one, dtypes, "", {.allow_unexpected = true}));
+    }
+    const auto model = io::SafetensorsFile::open((good_dir / "small_model.safetensors").string());
+    One16 w{"w", BasicParameter<Tensor<T>>(Shape{2, 3})};
+    CHECK_NOTHROW(io::detail::check_load(w, model, "", {.allow_unexpected = true}));  // F32
+    One16 ids{"position_ids", BasicParameter<Tensor<T>>(Shape{1, 4})};
+    const std::string msg = io_error_of([&] { io::detail::check_load(ids, model, "", {.allow_unexpected = true}); });
+    CHECK(contains(msg, "position_ids: dtype I64 cannot be read as float"));
 }
 
 TEST_CASE("a sharded checkpoint loads through its index; a broken index is an IoError naming it") {

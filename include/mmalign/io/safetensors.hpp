@@ -45,6 +45,7 @@
 
 #include "mmalign/core/backend.hpp"
 #include "mmalign/core/error.hpp"
+#include "mmalign/core/float16.hpp"
 #include "mmalign/core/parameter.hpp"
 #include "mmalign/core/shape.hpp"
 #include "mmalign/core/tensor.hpp"
@@ -825,7 +826,9 @@ void check_load(M& module, const S& source, const std::string& prefix, const Loa
     std::vector<std::string> missing, mismatched, bad_dtype, unexpected;
     std::set<std::string> named;
     module.visit([&](const std::string& name, auto& p) {
-        using T = std::remove_cvref_t<decltype(*p.value.data())>;
+        // 16-bit storage is filled through its compute type (float staging, then rounded), so
+        // a tensor is acceptable when it converts to that type.
+        using T = compute_type_t<std::remove_cvref_t<decltype(*p.value.data())>>;
         const std::string key = prefix + name;
         named.insert(key);
         if (!source.contains(key)) {
