@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -286,8 +287,6 @@ void bench_clip_image(Be& be, const Options& o, const ClipLayout& m, double bf16
     using Be16 = mmalign::CudaBackend<mmalign::bfloat16>;
     const std::string dir = o.clip_dir + "/" + m.folder;
     const auto model = mmalign::Clip<Be>::from_pretrained(be, dir);
-    Be16 be16;
-    const auto model16 = mmalign::Clip<Be16>::from_pretrained(be16, dir);
     const mmalign::Tensor<float> pool =
         io::SafetensorsFile::open(dir + "/inputs.safetensors").read<float>("pixel_values");
     const auto& vc = model.config.vision;
@@ -303,83 +302,94 @@ void bench_clip_image(Be& be, const Options& o, const ClipLayout& m, double bf16
             std::copy_n(pool.data() + (i % pool.dim(0)) * per_image, per_image, h.data() + i * per_image);
         return h;
     };
-    auto features = [&](const mmalign::Tensor<float>& pixels) {  // fp32, plain attention
-        mmalign::DeviceTensor<float> px(pixels.shape()), y(mmalign::Shape{pixels.dim(0), E});
-        be.from_host(pixels.cview(), px.view());
+    {  // the parity file first, so that a later failure cannot cost the comparison with transformers
+        mmalign::DeviceTensor<float> px(pool.shape()), y(mmalign::Shape{pool.dim(0), E});
+        be.from_host(pool.cview(), px.view());
         model.image_features(be, px.view(), y.view());
-        return y.to_host();
-    };
-    {
-        const mmalign::Tensor<float> f = features(pool);
+        const mmalign::Tensor<float> f = y.to_host();
         io::save_safetensors(dir + "/features_mmalign.safetensors", {io::TensorToSave("features", f.cview())},
                              {{"what", "mmalign CudaBackend<float> get_image_features of inputs.safetensors"}});
     }
     const double gflop_per_image = image_gflop(model.config);
     const index_t tokens = vc.patches() + 1;
-    for (int batch : o.batches) {
-        const index_t Bn = batch;
-        const mmalign::Tensor<float> pixels = pixels_for(Bn);
-        mmalign::DeviceTensor<float> px(pixels.shape()), y(mmalign::Shape{Bn, E});
-        be.from_host(pixels.cview(), px.view());
-        mmalign::Tensor<float> ref;  // fp32 plain features
+    std::map<int, mmalign::Tensor<float>> reference;  // fp32 plain features per batch size
+    // Times `run` on `stream`, records the RESULT line and prints the rate and share of the peak.
+    auto measure = [&](int batch, cudaStream_t stream, auto&& run, const std::string& prec, const std::string& impl) {
         const std::string what = std::string(m.label) + " b=" + std::to_string(batch);
-        // Times `run` on `stream`, records the RESULT line and prints the rate and share of the peak.
-        auto measure = [&](cudaStream_t stream, auto&& run, const std::string& prec, const std::string& impl) {
-            const int reps = batch >= 256 ? std::max(3, o.reps / (tokens > 100 ? 4 : 2)) : o.reps;
-            const double ms = median_ms(stream, 2, reps, run);
-            const double tflops = gflop_per_image * batch / ms;
-            result(what, prec, impl, batch / (ms * 1e-3), "img/s");
-            std::printf("  %s %s %s: %.3f ms per forward, %.1f TFLOP/s", what.c_str(), prec.c_str(), impl.c_str(), ms,
-                        tflops);
-            if (bf16_peak_tflops > 0) std::printf(", %.0f%% of the cuBLAS bf16 peak", 100 * tflops / bf16_peak_tflops);
-            std::printf("\n");
-        };
-        auto check = [&](const mmalign::Tensor<float>& out, const std::string& config, double limit) {
-            for (float v : out)
-                if (!std::isfinite(v)) {
-                    fail(what + " " + config + ": non-finite output");
-                    return;
-                }
-            if (ref.empty()) {
-                ref = out;
+        const int reps = batch >= 256 ? std::max(3, o.reps / (tokens > 100 ? 4 : 2)) : o.reps;
+        const double ms = median_ms(stream, 2, reps, run);
+        const double tflops = gflop_per_image * batch / ms;
+        result(what, prec, impl, batch / (ms * 1e-3), "img/s");
+        std::printf("  %s %s %s: %.3f ms per forward, %.1f TFLOP/s", what.c_str(), prec.c_str(), impl.c_str(), ms,
+                    tflops);
+        if (bf16_peak_tflops > 0) std::printf(", %.0f%% of the cuBLAS bf16 peak", 100 * tflops / bf16_peak_tflops);
+        std::printf("\n");
+    };
+    // Finite, and within `limit` (relative norm) of the batch's fp32 plain features (the first
+    // features checked for a batch become that reference).
+    auto check = [&](int batch, const mmalign::Tensor<float>& out, const std::string& config, double limit) {
+        const std::string what = std::string(m.label) + " b=" + std::to_string(batch);
+        for (float v : out)
+            if (!std::isfinite(v)) {
+                fail(what + " " + config + ": non-finite output");
                 return;
             }
-            const double rel = relative_difference(out, ref);
-            std::printf("  %s %s: features vs fp32 plain, relative norm difference %.2e\n", what.c_str(),
-                        config.c_str(), rel);
-            if (!(rel < limit))
-                fail(what + " " + config + ": features far from fp32 plain (" + std::to_string(rel) + ")");
-        };
+        auto it = reference.find(batch);
+        if (it == reference.end()) {
+            reference.emplace(batch, out);
+            return;
+        }
+        const double rel = relative_difference(out, it->second);
+        std::printf("  %s %s: features vs fp32 plain, relative norm difference %.2e\n", what.c_str(), config.c_str(),
+                    rel);
+        if (!(rel < limit)) fail(what + " " + config + ": features far from fp32 plain (" + std::to_string(rel) + ")");
+    };
+
+    for (int batch : o.batches) {
+        const mmalign::Tensor<float> pixels = pixels_for(batch);
+        mmalign::DeviceTensor<float> px(pixels.shape()), y(mmalign::Shape{index_t(batch), E});
+        be.from_host(pixels.cview(), px.view());
         for (bool tf32 : {false, true}) {
             be.set_tf32(tf32);
             const std::string prec = tf32 ? "tf32" : "fp32";
             for (bool fused : {false, true}) {  // plain attention (cuBLAS + softmax kernel), then fused kernels
                 be.set_fused_attention(fused);
-                measure(be.stream(), [&] { model.image_features(be, px.view(), y.view()); }, prec,
+                measure(batch, be.stream(), [&] { model.image_features(be, px.view(), y.view()); }, prec,
                         fused ? "mmalign-fused" : "mmalign");
-                check(y.to_host(), prec + (fused ? " fused" : ""), tf32 ? 2e-2 : 1e-5);
+                check(batch, y.to_host(), prec + (fused ? " fused" : ""), tf32 ? 2e-2 : 1e-5);
             }
         }
-        be.set_tf32(false);
-        be.set_fused_attention(false);
-        // bf16 storage, fp32 accumulation: the pixels rounded; plain attention, fused attention,
-        // and plain attention with the bias-only projections' bias fused into cuBLASLt products.
-        mmalign::DeviceTensor<mmalign::bfloat16> px16(pixels.shape()), y16(mmalign::Shape{Bn, E});
-        be16.from_host(pixels.cview(), px16.view());
-        for (const char* impl : {"mmalign", "mmalign-fused", "mmalign-lt"}) {
-            be16.set_fused_attention(std::string(impl) == "mmalign-fused");
-            be16.set_lt_epilogue(std::string(impl) == "mmalign-lt");
-            try {  // a failing configuration is reported and the others still run
-                measure(be16.stream(), [&] { model16.image_features(be16, px16.view(), y16.view()); }, "bf16", impl);
-                mmalign::Tensor<float> out(y16.shape());
-                be16.to_host(y16.cview(), out.view());
-                check(out, std::string("bf16 ") + impl, 5e-2);
-            } catch (const std::exception& e) {
-                fail(what + " bf16 " + impl + ": " + e.what());
+    }
+    be.set_tf32(false);
+    be.set_fused_attention(false);
+
+    // bf16 storage, fp32 accumulation: the same checkpoint and pixels rounded; plain attention,
+    // fused attention, and plain attention with the bias-only projections' bias fused into
+    // cuBLASLt products. Last, and each configuration on its own, so that a failure here costs
+    // only bf16 rows.
+    try {
+        Be16 be16;
+        const auto model16 = mmalign::Clip<Be16>::from_pretrained(be16, dir);
+        for (int batch : o.batches) {
+            const mmalign::Tensor<float> pixels = pixels_for(batch);
+            mmalign::DeviceTensor<mmalign::bfloat16> px16(pixels.shape()), y16(mmalign::Shape{index_t(batch), E});
+            be16.from_host(pixels.cview(), px16.view());
+            for (const char* impl : {"mmalign", "mmalign-fused", "mmalign-lt"}) {
+                be16.set_fused_attention(std::string(impl) == "mmalign-fused");
+                be16.set_lt_epilogue(std::string(impl) == "mmalign-lt");
+                try {
+                    measure(batch, be16.stream(), [&] { model16.image_features(be16, px16.view(), y16.view()); },
+                            "bf16", impl);
+                    mmalign::Tensor<float> out(y16.shape());
+                    be16.to_host(y16.cview(), out.view());
+                    check(batch, out, std::string("bf16 ") + impl, 5e-2);
+                } catch (const std::exception& e) {
+                    fail(std::string(m.label) + " b=" + std::to_string(batch) + " bf16 " + impl + ": " + e.what());
+                }
             }
         }
-        be16.set_fused_attention(false);
-        be16.set_lt_epilogue(false);
+    } catch (const std::exception& e) {
+        fail(std::string(m.label) + " bf16: " + e.what());
     }
 }
 
@@ -440,8 +450,14 @@ int main(int argc, char** argv) {
             std::printf("bench_gpu: no --clip-dir, so no CLIP image-encoder rows (make the folders with "
                         "benchmarks/torch/cpu_clip.py make)\n");
         else if (o.vit)
-            for (const std::string& model : o.models)
-                bench_clip_image(be, o, model == "l14" ? clip_l14 : clip_b32, bf16_peak);
+            for (const std::string& model : o.models) {
+                const ClipLayout& layout = model == "l14" ? clip_l14 : clip_b32;
+                try {  // one model's failure is reported and the next still runs
+                    bench_clip_image(be, o, layout, bf16_peak);
+                } catch (const std::exception& e) {
+                    fail(std::string(layout.label) + ": " + e.what());
+                }
+            }
     } catch (const std::exception& e) {
         std::printf("bench_gpu: error: %s\n", e.what());
         return 1;

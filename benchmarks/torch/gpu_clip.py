@@ -91,8 +91,8 @@ def parity(label, d, model, pool, device):
     """mmalign's fp32 features (bench_gpu) against this fp32 eager model's; False when too far."""
     path = os.path.join(d, "features_mmalign.safetensors")
     if not os.path.exists(path):
-        print(f"PARITY {label}: {path} not found (bench_gpu writes it), not compared", flush=True)
-        return True
+        print(f"PARITY {label}: FAILED, {path} not found (bench_gpu writes it before its encoder rows)", flush=True)
+        return False
     from safetensors.numpy import load_file
     ours = load_file(path)["features"].astype(np.float64)
     set_tf32(False)
@@ -107,22 +107,17 @@ def parity(label, d, model, pool, device):
     return ok
 
 
-def bench_model(key, args, t0):
+def bench_model(key, args):
+    """The eager, SDPA, bf16 and autocast rows of one model, after the parity check; returns
+    (parity ok, the SDPA models kept for the torch.compile rows, the inputs, tokens)."""
     label, folder = MODELS[key]
     d = os.path.join(args.clip_dir, folder)
     from safetensors.numpy import load_file
     pool = load_file(os.path.join(d, "inputs.safetensors"))["pixel_values"]
     dev = args.device
     inputs = {b: pixels_for(pool, b).to(dev) for b in args.batches}
-    ok = True
-
-    def reps_for(b, tokens):
-        return max(3, args.reps // (4 if tokens > 100 else 2)) if b >= 256 else args.reps
-
     with torch.inference_mode():
-        models = {}
-        for attn in ("eager", "sdpa"):
-            models[attn] = wrapper(load_model(d, attn, dev), "image")
+        models = {attn: wrapper(load_model(d, attn, dev), "image") for attn in ("eager", "sdpa")}
         vc = models["eager"].m.config.vision_config
         tokens = (vc.image_size // vc.patch_size) ** 2 + 1
         ok = parity(label, d, models["eager"], pool, dev)
@@ -131,52 +126,58 @@ def bench_model(key, args, t0):
             prec = "tf32" if tf32 else "fp32"
             for attn, model in models.items():
                 for b in args.batches:
-                    ms = median_ms(model, inputs[b], 2, reps_for(b, tokens), dev)
+                    ms = median_ms(model, inputs[b], 2, reps_for(args, b, tokens), dev)
                     result(label, b, prec, "torch-" + attn, b / (ms * 1e-3))
         set_tf32(False)
         # bf16 like mmalign's bf16 rows: the same weights and pixels rounded to bf16 (eager and
         # SDPA); autocast over the float SDPA model as its own row.
+        keep = {"fp32": models["sdpa"]}
+        del models["eager"]
         for attn in ("eager", "sdpa"):
             model16 = wrapper(load_model(d, attn, dev).to(torch.bfloat16), "image")
             for b in args.batches:
-                ms = median_ms(model16, inputs[b].to(torch.bfloat16), 2, reps_for(b, tokens), dev)
+                ms = median_ms(model16, inputs[b].to(torch.bfloat16), 2, reps_for(args, b, tokens), dev)
                 result(label, b, "bf16", "torch-" + attn, b / (ms * 1e-3))
             if attn == "sdpa":
-                models["sdpa16"] = model16
-            else:
-                del model16
+                keep["bf16"] = model16
+            del model16
         with torch.autocast(dev, dtype=torch.bfloat16):
             for b in args.batches:
-                ms = median_ms(models["sdpa"], inputs[b], 2, reps_for(b, tokens), dev)
+                ms = median_ms(keep["fp32"], inputs[b], 2, reps_for(args, b, tokens), dev)
                 result(label, b, "bf16", "torch-autocast", b / (ms * 1e-3))
+    return ok, keep, inputs, tokens
 
-        if not args.no_compile:
-            for prec in ("fp32", "tf32", "bf16"):
-                set_tf32(prec == "tf32")
-                target = models["sdpa16"] if prec == "bf16" else models["sdpa"]
-                try:
-                    torch._dynamo.reset()
-                    compiled = torch.compile(target, dynamic=False)
-                    for b in args.batches:
-                        x = inputs[b].to(torch.bfloat16) if prec == "bf16" else inputs[b]
-                        if time.time() - t0 > args.compile_budget:
-                            print(f"torch.compile {label} b={b} {prec}: skipped (compile budget of "
-                                  f"{args.compile_budget:.0f} s spent)", flush=True)
-                            continue
-                        tc = time.time()
-                        compiled(x)  # compiles for this shape
-                        if dev == "cuda":
-                            torch.cuda.synchronize()
-                        print(f"torch.compile {label} b={b} {prec}: compiled in {time.time() - tc:.1f} s", flush=True)
-                        ms = median_ms(compiled, x, 2, reps_for(b, tokens), dev)
-                        result(label, b, prec, "torch-compile", b / (ms * 1e-3))
-                except Exception as e:  # torch.compile is optional here
-                    print(f"torch.compile {label} {prec}: failed ({type(e).__name__}: {e})", flush=True)
-            set_tf32(False)
-    del models, inputs
-    if dev == "cuda":
-        torch.cuda.empty_cache()
-    return ok
+
+def compile_rows(key, keep, inputs, tokens, args, deadline):
+    """torch.compile of the SDPA model in fp32, TF32 and bf16, each shape started only before `deadline`."""
+    label = MODELS[key][0]
+    dev = args.device
+    with torch.inference_mode():
+        for prec in ("fp32", "tf32", "bf16"):
+            set_tf32(prec == "tf32")
+            try:
+                torch._dynamo.reset()
+                compiled = torch.compile(keep["bf16" if prec == "bf16" else "fp32"], dynamic=False)
+                for b in args.batches:
+                    x = inputs[b].to(torch.bfloat16) if prec == "bf16" else inputs[b]
+                    if time.time() > deadline:
+                        print(f"torch.compile {label} b={b} {prec}: skipped (compile budget of "
+                              f"{args.compile_budget:.0f} s spent)", flush=True)
+                        continue
+                    tc = time.time()
+                    compiled(x)  # compiles for this shape
+                    if dev == "cuda":
+                        torch.cuda.synchronize()
+                    print(f"torch.compile {label} b={b} {prec}: compiled in {time.time() - tc:.1f} s", flush=True)
+                    ms = median_ms(compiled, x, 2, reps_for(args, b, tokens), dev)
+                    result(label, b, prec, "torch-compile", b / (ms * 1e-3))
+            except Exception as e:  # torch.compile is optional here
+                print(f"torch.compile {label} {prec}: failed ({type(e).__name__}: {e})", flush=True)
+        set_tf32(False)
+
+
+def reps_for(args, b, tokens):
+    return max(3, args.reps // (4 if tokens > 100 else 2)) if b >= 256 else args.reps
 
 
 def main():
@@ -187,7 +188,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--compile-budget", type=float, default=90.0,
-                    help="seconds after which no further torch.compile measurement is started")
+                    help="seconds, from the first compilation, after which no further torch.compile measurement is started")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     args = ap.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
@@ -200,10 +201,17 @@ def main():
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     import transformers
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {name}", flush=True)
-    t0 = time.time()
-    ok = True
+    # Every model's parity and eager/SDPA/bf16 rows first; torch.compile, the slow optional part,
+    # after them, with --compile-budget seconds counted from its start.
+    ok, kept = True, {}
     for key in models:
-        ok = bench_model(key, args, t0) and ok
+        model_ok, keep, inputs, tokens = bench_model(key, args)
+        ok = ok and model_ok
+        kept[key] = (keep, inputs, tokens)
+    if not args.no_compile:
+        deadline = time.time() + args.compile_budget
+        for key in models:
+            compile_rows(key, *kept[key], args, deadline)
     return 0 if ok else 1
 
 

@@ -28,7 +28,8 @@ int main() {
     auto encoder = make_encoder<Gpu>();
     mmalign::copy_parameters(gpu, encoder, host);  // host floats → device, rounded to bf16
 
-    mmalign::Tensor<float> x({2, 7, 64}, 0.5f), y(x.shape()), y_cpu(x.shape());  // [B, T, D] on the host
+    mmalign::Tensor<float> x({2, 7, 64}), y(x.shape()), y_cpu(x.shape());  // [B, T, D] on the host
+    for (mmalign::index_t i = 0; i < x.numel(); ++i) x.data()[i] = std::sin(0.37f * float(i));  // distinct tokens
     Gpu::Tensor x_gpu(x.shape()), y_gpu(x.shape());                             // DeviceTensor<bfloat16>
     gpu.from_host(x.view(), x_gpu.view());
     std::vector<std::int32_t> keep = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0};  // HF attention_mask: host memory

@@ -757,6 +757,12 @@ TEST_CASE("load_master_weights starts float16 training from a Hugging Face check
         file_values.push_back(std::move(v));
     });
     check_masters_equal(be, run.opt, run.model, file_values);
+    // Saved before any step (masters without moments) and resumed: the masters survive.
+    test::TempDir tmp;
+    save_checkpoint(be, tmp / "step0.safetensors", run.model, run.opt, 0);
+    HalfRun resumed(be);
+    CHECK(load_checkpoint(be, tmp / "step0.safetensors", resumed.model, resumed.opt) == 0);
+    check_masters_equal(be, resumed.opt, resumed.model, file_values);
     half_steps(be, run, batch, px.cview(), 2);
     check_parameters_are_rounded_masters(be, run.opt, run.model);
 

@@ -87,7 +87,8 @@ void init_normal(M& module, unsigned seed, double std = 0.02) {
 /// Copies every parameter of `src`, a module with host storage (built on the CPU backend, where
 /// weights are initialised or loaded), into the same-named parameter of `dst`, the same
 /// architecture on backend `be` — the way onto a GPU: `copy_parameters(gpu, device_model,
-/// host_model)`. 16-bit storage receives each value rounded to nearest even. Both modules must
+/// host_model)`. 16-bit storage receives each value rounded to nearest even. Values only:
+/// gradients and `requires_grad` of `dst` are left as they are. Both modules must
 /// visit the same names with the same shapes in the same order; otherwise ShapeError names the
 /// first difference and nothing is copied.
 template <class B, class Dst, class Src>

@@ -160,19 +160,21 @@ void save_checkpoint(B& be, const std::string& path, M& model, AdamW<B>& opt, st
     io::stage_parameters(be, model, staged, "model.");
     model.visit([&](const std::string& name, auto& p) {
         auto it = opt.state().find(name);
-        // State of another shape is what the next step would discard and restart.
-        if (it == opt.state().end() || !(it->second.exp_avg.shape() == p.shape()) ||
-            !(it->second.exp_avg_sq.shape() == p.shape()))
-            return;
+        if (it == opt.state().end()) return;
         const auto& st = it->second;
         const std::string key = "optim." + name;
-        staged.add(be, key + ".exp_avg", st.exp_avg.cview());
-        staged.add(be, key + ".exp_avg_sq", st.exp_avg_sq.cview());
+        // Moments of another shape are what the next step would discard and restart.
+        const bool moments = st.exp_avg.shape() == p.shape() && st.exp_avg_sq.shape() == p.shape();
+        if (moments) {
+            staged.add(be, key + ".exp_avg", st.exp_avg.cview());
+            staged.add(be, key + ".exp_avg_sq", st.exp_avg_sq.cview());
+        }
         if constexpr (AdamW<B>::has_master) {
-            // A master not made yet (moments restored from a float checkpoint, no step since)
-            // would start from the parameter: store that, so every state has its master.
+            // A master alone (set by load_master_weights or from a float checkpoint, no step
+            // since) is stored alone. Moments without a master (none made yet) store the
+            // parameter, which is what the next step would start the master from.
             if (st.master.shape() == p.shape()) staged.add(be, key + ".master", st.master.cview());
-            else staged.add(be, key + ".master", p.value.cview());
+            else if (moments) staged.add(be, key + ".master", p.value.cview());
         }
     });
     io::save_safetensors(path, staged.tensors(), meta);
@@ -228,10 +230,15 @@ std::int64_t load_checkpoint(B& be, const std::string& path, M& model, AdamW<B>&
         if (const std::string why = io::detail::conversion_problem<C>(e.dtype); !why.empty())
             meta.fail("tensor '" + key + "': " + why);
     };
+    io::detail::check_load(model, f, "model.", {});
     model.visit([&](const std::string& name, auto& p) {
         const std::string key = "optim." + name;
         const bool m = f.contains(key + ".exp_avg"), v = f.contains(key + ".exp_avg_sq"), w = f.contains(key + ".master");
         if (!m && !v && !w) return;  // no state: the parameter had no update yet, or is frozen
+        if (!m && !v) {              // a master alone: set before any step
+            check(key + ".master", p.shape(), name);
+            return;
+        }
         for (const char* part : {".exp_avg", ".exp_avg_sq"})
             if (!f.contains(key + part))
                 meta.fail("tensor '" + key + part + "' missing: expected it with shape " + p.shape().str() +
@@ -245,19 +252,22 @@ std::int64_t load_checkpoint(B& be, const std::string& path, M& model, AdamW<B>&
                       ", found none");
     });
 
-    io::load_parameters(be, model, f, "model.");
+    // The new optimizer state is built aside first (allocations and reads that may fail), then
+    // the parameters are loaded, then the state replaces the old one.
     std::map<std::string, typename AdamW<B>::State> state;
     Tensor<C> staging;
     model.visit([&](const std::string& name, auto& p) {
         const std::string key = "optim." + name;
-        if (!f.contains(key + ".exp_avg")) return;
-        auto& st = state[name];
-        st.exp_avg.resize(p.shape());
-        st.exp_avg_sq.resize(p.shape());
-        io::read_into_backend(be, f, key + ".exp_avg", st.exp_avg.view(), staging);
-        io::read_into_backend(be, f, key + ".exp_avg_sq", st.exp_avg_sq.view(), staging);
+        if (f.contains(key + ".exp_avg")) {
+            auto& st = state[name];
+            st.exp_avg.resize(p.shape());
+            st.exp_avg_sq.resize(p.shape());
+            io::read_into_backend(be, f, key + ".exp_avg", st.exp_avg.view(), staging);
+            io::read_into_backend(be, f, key + ".exp_avg_sq", st.exp_avg_sq.view(), staging);
+        }
         if constexpr (AdamW<B>::has_master) {
-            if (file_masters) {
+            if (file_masters && f.contains(key + ".master")) {
+                auto& st = state[name];
                 st.master.resize(p.shape());
                 io::read_into_backend(be, f, key + ".master", st.master.view(), staging);
             }
@@ -266,6 +276,7 @@ std::int64_t load_checkpoint(B& be, const std::string& path, M& model, AdamW<B>&
     // A checkpoint of float storage holds every parameter unrounded: those values are the masters.
     if constexpr (AdamW<B>::has_master)
         if (!file_masters) detail::masters_from(be, state, model, f, "model.", staging);
+    io::load_parameters(be, model, f, "model.");
     opt.state() = std::move(state);
     opt.set_step_count(optimizer_steps);
     if (options.scaler) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "mmalign/backend/cuda/error.hpp"
+#include "mmalign/backend/cuda/memory.hpp"
 #include "mmalign/core/tensor.hpp"
 
 namespace mmalign::cuda {
@@ -93,7 +94,13 @@ private:
         const std::size_t last = blocks_.empty() ? 0 : blocks_.back().size;
         const std::size_t size = std::max({n, 2 * last, std::size_t(1) << 20});
         char* p = nullptr;
-        MMALIGN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), size));
+        cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&p), size);
+        if (e == cudaErrorMemoryAllocation) {  // the tensor pool may hold unused memory: give it back, retry
+            (void)cudaGetLastError();
+            trim_pool();
+            e = cudaMalloc(reinterpret_cast<void**>(&p), size);
+        }
+        detail::check_cuda(e, "cudaMalloc (scratch arena block)", __FILE__, __LINE__);
         blocks_.push_back({p, size});
         block_ = blocks_.size() - 1;
         used_ = n;

@@ -15,7 +15,10 @@
 //   cuda::pool_reserved_bytes();                   // what the current device's pool holds
 //   cuda::trim_pool();                             // give unused pool memory back to the driver
 //
-// Devices without memory-pool support (cudaDevAttrMemoryPoolsSupported = 0) use cudaMalloc.
+// Devices without memory-pool support (cudaDevAttrMemoryPoolsSupported = 0), or where creating
+// the pool fails, use cudaMalloc. Memory the pool keeps is not available to plain cudaMalloc (the
+// backend's scratch arena and cuBLAS workspace): the arena gives the pool's unused memory back
+// and retries once when cudaMalloc runs out.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -70,18 +73,25 @@ inline cudaMemPool_t pool_for(int device, bool for_allocation = false) {
     if (r.usable[device] < 0) {
         int supported = 0;
         MMALIGN_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device));
+        cudaMemPool_t pool = nullptr;
         if (supported) {
             cudaMemPoolProps props{};
             props.allocType = cudaMemAllocationTypePinned;
             props.location.type = cudaMemLocationTypeDevice;
             props.location.id = device;
-            cudaMemPool_t pool = nullptr;
-            MMALIGN_CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
             std::uint64_t keep = UINT64_MAX;  // never trim on synchronisation; trim_pool() does it on request
-            MMALIGN_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-            r.pools[device] = pool;
+            // A device that reports pools but cannot make one (some virtualised setups) uses
+            // cudaMalloc instead of failing every allocation.
+            if (cudaMemPoolCreate(&pool, &props) != cudaSuccess) {
+                pool = nullptr;
+            } else if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess) {
+                (void)cudaMemPoolDestroy(pool);
+                pool = nullptr;
+            }
+            (void)cudaGetLastError();  // a failure above is handled; do not leave it for the next check
         }
-        r.usable[device] = supported ? 1 : 0;
+        r.pools[device] = pool;
+        r.usable[device] = pool ? 1 : 0;
     }
     return r.pools[device];
 }
@@ -140,10 +150,8 @@ inline Allocation allocate(std::size_t bytes) {
 inline void release(Allocation& a) noexcept {
     if (!a.data) return;
     detail::DeviceGuard guard(a.device);
-    if (a.pooled)
-        (void)cudaFreeAsync(a.data, cudaStreamLegacy);
-    else
-        (void)cudaFree(a.data);
+    const cudaError_t e = a.pooled ? cudaFreeAsync(a.data, cudaStreamLegacy) : cudaFree(a.data);
+    if (e != cudaSuccess) (void)cudaGetLastError();  // not left to be reported by an unrelated later check
     a = Allocation{};
 }
 
