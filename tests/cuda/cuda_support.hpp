@@ -1,5 +1,5 @@
-// Helpers of the CUDA-vs-CPU parity tests: the skip-without-device rule, random host tensors,
-// transfers and the comparison with a tolerance.
+// Helpers of the CUDA-vs-CPU parity tests: the skip-without-device rule and transfers; random host
+// tensors and the comparison with a tolerance are support/compare.hpp's.
 //
 // Without a CUDA device (or driver) the test binary prints why and exits with 77 before any test
 // runs, which ctest reports as skipped (SKIP_RETURN_CODE 77 in tests/cuda/CMakeLists.txt). With
@@ -19,6 +19,7 @@
 
 #include "mmalign/backend/cpu/backend.hpp"
 #include "mmalign/backend/cuda/backend.hpp"
+#include "support/compare.hpp"
 
 namespace mmalign::test {
 
@@ -38,14 +39,6 @@ inline const int cuda_devices = cuda_devices_or_exit();
 using Cpu = CpuBackend<float>;
 using Gpu = CudaBackend<float>;
 
-inline Tensor<float> random_host(Shape s, unsigned seed, double lo = -1, double hi = 1) {
-    Tensor<float> t(s);
-    std::mt19937_64 rng(seed);
-    std::uniform_real_distribution<double> d(lo, hi);
-    for (auto& v : t) v = static_cast<float>(d(rng));
-    return t;
-}
-
 inline DeviceTensor<float> upload(Gpu& be, const Tensor<float>& h) {
     DeviceTensor<float> d(h.shape());
     be.from_host(h.view(), d.view());
@@ -60,53 +53,6 @@ inline DeviceTensor<float> poisoned(Gpu& be, Shape s) {
     DeviceTensor<float> d(s);
     be.fill(d.view(), std::numeric_limits<float>::quiet_NaN());
     return d;
-}
-
-struct Comparison {
-    double max_abs = 0;      // max |got − want|
-    double scale = 0;        // max |want|
-    double rel_norm = 0;     // ‖got − want‖₂ / ‖want‖₂
-    index_t worst = -1;
-    bool finite = true;      // got is NaN or infinite exactly where want is (unwritten outputs stay NaN)
-    double rel_max() const { return scale > 0 ? max_abs / scale : max_abs; }
-};
-
-inline Comparison compare(ConstView<float> got, ConstView<float> want) {
-    Comparison c;
-    double diff2 = 0, want2 = 0;
-    for (index_t i = 0; i < want.numel(); ++i) {
-        const double g = got.data()[i], w = want.data()[i];
-        if (!std::isfinite(w) || !std::isfinite(g)) {  // only NaN for NaN and the same infinity pass
-            const bool same = std::isnan(w) ? std::isnan(g) : g == w;
-            if (!same && c.finite) c.worst = i;
-            c.finite = c.finite && same;
-            continue;
-        }
-        const double d = std::abs(g - w);
-        if (d > c.max_abs) {
-            c.max_abs = d;
-            c.worst = i;
-        }
-        c.scale = std::max(c.scale, std::abs(w));
-        diff2 += d * d;
-        want2 += w * w;
-    }
-    c.rel_norm = want2 > 0 ? std::sqrt(diff2 / want2) : std::sqrt(diff2);
-    return c;
-}
-
-/// Checks that `got` equals `want` to `tol` relative to the largest |want| (absolute below `floor`,
-/// 1 by default), and that every element was written (outputs are poisoned with NaN beforehand).
-inline void check_close(const std::string& what, ConstView<float> got, ConstView<float> want, double tol = 1e-5,
-                        double floor = 1.0) {
-    REQUIRE_MESSAGE(got.shape() == want.shape(), what << ": shape " << got.shape().str() << " vs " << want.shape().str());
-    const Comparison c = compare(got, want);
-    const double err = c.max_abs / std::max(floor, c.scale);
-    INFO(what << ": max |diff| " << c.max_abs << " at [" << c.worst << "] (got "
-              << (c.worst >= 0 ? got.data()[c.worst] : 0.f) << ", want " << (c.worst >= 0 ? want.data()[c.worst] : 0.f)
-              << "), max |want| " << c.scale << ", relative norm error " << c.rel_norm);
-    CHECK(c.finite);
-    CHECK(err <= tol);
 }
 
 /// Downloads a device view and checks it against the host reference.

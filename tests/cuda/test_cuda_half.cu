@@ -32,29 +32,20 @@
 #include "mmalign/train/checkpoint.hpp"
 #include "mmalign/train/loss_scaler.hpp"
 #include "support/clip_step.hpp"
+#include "support/half.hpp"
 #include "support/temp_dir.hpp"
 #include "support/errors.hpp"
 
 using namespace mmalign;
+using test::check_norm;
 using test::Cpu;
 using test::random_host;
+using test::random_rounded;
+using test::rounded;
+using test::unit_roundoff;
 
 namespace {
 
-template <class T>
-constexpr double unit_roundoff = std::is_same_v<T, mmalign::bfloat16> ? 1.0 / 256 : 1.0 / 2048;
-
-/// x rounded to T and back: the value a 16-bit tensor holds.
-template <class T>
-Tensor<float> rounded(const Tensor<float>& x) {
-    Tensor<float> r(x.shape());
-    for (index_t i = 0; i < x.numel(); ++i) r.data()[i] = static_cast<float>(T(x.data()[i]));
-    return r;
-}
-template <class T>
-Tensor<float> random_rounded(Shape s, unsigned seed, double lo = -1, double hi = 1) {
-    return rounded<T>(random_host(s, seed, lo, hi));
-}
 template <class T>
 DeviceTensor<T> up(CudaBackend<T>& be, const Tensor<float>& h) {
     DeviceTensor<T> d(h.shape());
@@ -77,16 +68,6 @@ void check_op(CudaBackend<T>& be, const std::string& what, ConstView<T> got, Con
     const Tensor<float> g = down(be, got);
     test::check_close(what, g.view(), want, tol);
 }
-/// ‖got − want‖ / ‖want‖ ≤ tol, every element written.
-inline void check_norm(const std::string& what, ConstView<float> got, ConstView<float> want, double tol) {
-    REQUIRE(got.shape() == want.shape());
-    const test::Comparison c = test::compare(got, want);
-    INFO(what << ": relative norm error " << c.rel_norm << " (max |diff| " << c.max_abs << ", max |want| " << c.scale
-              << "), tolerance " << tol);
-    CHECK(c.finite);
-    CHECK(c.rel_norm <= tol);
-}
-
 }  // namespace
 
 TEST_CASE_TEMPLATE("16-bit storage: the device rounds float like the host, and widening is exact", T, mmalign::bfloat16, float16) {
@@ -476,20 +457,10 @@ TEST_CASE_TEMPLATE("CLIP loaded from an HF float checkpoint into 16-bit storage 
     }
 }
 
-namespace {
-/// The training fixture's batch with its pixels rounded to float16.
-test::ClipBatch half_batch() {
-    test::ClipBatch b = test::ClipBatch::load();
-    b.pixels = rounded<float16>(b.pixels);
-    return b;
-}
-
-}  // namespace
-
 TEST_CASE("mixed-precision training: float16 storage, loss scaling and float master weights follow the float run") {
     using G = CudaBackend<float16>;
     const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
-    const test::ClipBatch batch = half_batch();
+    const test::ClipBatch batch = test::half_batch<float16>();
     const Tensor<float>& pixels = batch.pixels;
     const std::vector<std::int32_t>& ids = batch.ids;
     const std::vector<std::int32_t>& mask = batch.mask;
@@ -547,73 +518,17 @@ TEST_CASE("mixed-precision training: float16 storage, loss scaling and float mas
 }
 
 namespace {
-/// A float16 mixed-precision training run of the tiny HF CLIP on the training fixture's batch:
-/// the model, AdamW (float master weights) and a LossScaler that grows every third step.
-struct HalfRun {
-    using G = CudaBackend<float16>;
-    Clip<G> model;
-    AdamW<G> opt;
-    LossScaler<G> scaler;
-
-    explicit HalfRun(G& be)
-        : model(Clip<G>::from_pretrained(be, std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu")),
-          opt({.lr = 1e-3, .weight_decay = 0.1}),
-          scaler({.init_scale = 1024.0, .growth_interval = 3}) {}
-};
-
-void half_steps(CudaBackend<float16>& be, HalfRun& r, const test::ClipBatch& batch, ConstView<float16> px, int n) {
-    for (int s = 0; s < n; ++s) {
-        test::clip_infonce_backward(be, r.model, px, batch.ids, batch.mask, 3, float(r.scaler.scale()));
-        r.scaler.step(be, r.opt, r.model);  // a skipped step would be skipped in both runs alike
-    }
-}
-
-/// Bit-for-bit equality of two device tensors, 16-bit or float (widening 16-bit to float is exact
-/// and one to one).
-template <class B, class U>
-bool same_on_device(B& be, ConstView<U> a, ConstView<U> b) {
-    if (!(a.shape() == b.shape())) return false;
-    Tensor<float> ha(a.shape()), hb(b.shape());
-    be.to_host(a, ha.view());
-    be.to_host(b, hb.view());
-    return std::memcmp(ha.data(), hb.data(), sizeof(float) * std::size_t(ha.numel())) == 0;
-}
-
-/// Every trainable parameter of `model` has a master in `opt` equal bit for bit to `want` (the
-/// float values, in visiting order), and some master differs from its parameter (it holds more
-/// than the 16-bit value).
-template <class M>
-void check_masters_equal(CudaBackend<float16>& be, AdamW<CudaBackend<float16>>& opt, M& model,
-                         const std::vector<Tensor<float>>& want) {
-    std::size_t i = 0, finer = 0;
-    model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
-        CAPTURE(name);
-        const Tensor<float>& w = want[i++];
-        REQUIRE(opt.state().count(name) == 1);
-        const Tensor<float> master = opt.state().at(name).master.to_host(), value = down(be, p.value.cview());
-        REQUIRE(master.shape() == w.shape());
-        CHECK(std::memcmp(master.data(), w.data(), sizeof(float) * std::size_t(w.numel())) == 0);
-        for (index_t k = 0; k < w.numel(); ++k) finer += master.data()[k] != value.data()[k];
-    });
-    CHECK(finer > 0);
-}
-
-/// After a step every parameter is its master rounded to float16 (the master was used, not restarted).
-template <class M>
-void check_parameters_are_rounded_masters(CudaBackend<float16>& be, AdamW<CudaBackend<float16>>& opt, M& model) {
-    model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
-        CAPTURE(name);
-        const Tensor<float> value = down(be, p.value.cview()), master = rounded<float16>(opt.state().at(name).master.to_host());
-        CHECK(std::memcmp(value.data(), master.data(), sizeof(float) * std::size_t(value.numel())) == 0);
-    });
-}
+using HalfRun = test::HalfRun<CudaBackend<float16>>;
+using test::check_masters_equal;
+using test::check_parameters_are_rounded_masters;
+using test::half_steps;
 }  // namespace
 
 TEST_CASE("a float16 mixed-precision CLIP run with LossScaler saved after 2 steps and resumed in fresh objects equals "
           "4 uninterrupted steps bit for bit (float master weights and scaler restored)") {
     using G = CudaBackend<float16>;
     G be;
-    const test::ClipBatch batch = half_batch();
+    const test::ClipBatch batch = test::half_batch<float16>();
     auto px = up(be, batch.pixels);
     test::TempDir tmp;
     const std::string path = tmp / "resume.safetensors", cut = tmp / "no_master.safetensors";
@@ -642,7 +557,7 @@ TEST_CASE("a float16 mixed-precision CLIP run with LossScaler saved after 2 step
     REQUIRE(resumed.opt.state().size() == first.opt.state().size());
     for (auto& [name, st] : resumed.opt.state()) {
         CAPTURE(name);
-        CHECK(same_on_device<G, float>(be, st.master.cview(), first.opt.state().at(name).master.cview()));
+        CHECK(test::same_values(be, st.master.cview(), first.opt.state().at(name).master.cview()));
     }
     half_steps(be, resumed, batch, px.cview(), 2);
 
@@ -656,14 +571,14 @@ TEST_CASE("a float16 mixed-precision CLIP run with LossScaler saved after 2 step
     std::size_t i = 0;
     resumed.model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
         CAPTURE(name);
-        CHECK(same_on_device<G, float16>(be, p.value.cview(), want[i++]));
+        CHECK(test::same_values(be, p.value.cview(), want[i++]));
     });
     for (auto& [name, st] : resumed.opt.state()) {
         CAPTURE(name);
         const auto& w = whole.opt.state().at(name);
-        CHECK(same_on_device<G, float>(be, st.master.cview(), w.master.cview()));
-        CHECK(same_on_device<G, float>(be, st.exp_avg.cview(), w.exp_avg.cview()));
-        CHECK(same_on_device<G, float>(be, st.exp_avg_sq.cview(), w.exp_avg_sq.cview()));
+        CHECK(test::same_values(be, st.master.cview(), w.master.cview()));
+        CHECK(test::same_values(be, st.exp_avg.cview(), w.exp_avg.cview()));
+        CHECK(test::same_values(be, st.exp_avg_sq.cview(), w.exp_avg_sq.cview()));
     }
 
     // A master missing beside its parameter's moments is an error, not a silent restart.
@@ -695,7 +610,7 @@ TEST_CASE("checkpoints cross storage types: float into float16 (rounded paramete
     using G = CudaBackend<float16>;
     G be;
     Cpu cpu;
-    const test::ClipBatch batch = half_batch();
+    const test::ClipBatch batch = test::half_batch<float16>();
     auto px = up(be, batch.pixels);
     const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
     test::TempDir tmp;
@@ -744,7 +659,7 @@ TEST_CASE("checkpoints cross storage types: float into float16 (rounded paramete
 TEST_CASE("load_master_weights starts float16 training from a Hugging Face checkpoint's unrounded values") {
     using G = CudaBackend<float16>;
     G be;
-    const test::ClipBatch batch = half_batch();
+    const test::ClipBatch batch = test::half_batch<float16>();
     auto px = up(be, batch.pixels);
     const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
     const auto source = io::Checkpoint::open(dir);

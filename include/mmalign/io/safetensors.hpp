@@ -886,13 +886,14 @@ void load_parameters(M& module, const S& source, const std::string& prefix = "",
 }
 
 /// Reads tensor `key` of `source` into `dst`, a tensor in `be`'s memory of its storage or Compute
-/// type: directly where the backend's tensors are host memory, else into `staging` (a host tensor
+/// type: directly where the backend's tensors are host memory of the Compute type, else (device
+/// memory, or 16-bit storage, which read_into cannot convert to) into `staging` (a host tensor
 /// of the Compute type) and over with be.from_host, which rounds to nearest even into 16-bit
 /// storage. The one host-to-backend path of parameter and training-state loads.
 template <Backend B, TensorSource S, class U>
 void read_into_backend(B& be, const S& source, const std::string& key, TensorView<U> dst,
                        Tensor<typename B::Compute>& staging) {
-    if constexpr (detail::is_host_tensor<typename B::Tensor>::value) {
+    if constexpr (detail::is_host_tensor<typename B::Tensor>::value && std::is_same_v<U, typename B::Compute>) {
         source.read_into(key, dst);
     } else {
         staging.resize(dst.shape());
@@ -1045,17 +1046,17 @@ void save_parameters(M& module, const std::string& path, const std::string& pref
 }
 
 /// Tensors in a backend's memory gathered for one save_safetensors call, the one backend-to-host
-/// path of parameter and training-state saves. Where the backend's tensors are host memory they
-/// are written from where they are; otherwise each is copied with be.to_host into a host tensor
-/// of the Compute type, which holds every storage value exactly (16-bit parameters are written
-/// as F32). Compute float gives F32, double F64.
+/// path of parameter and training-state saves. Host tensors of the Compute type are written from
+/// where they are; every other (device memory, 16-bit storage) is copied with be.to_host into a
+/// host tensor of the Compute type, which holds every storage value exactly (16-bit parameters
+/// are written as F32). Compute float gives F32, double F64.
 template <Backend B>
 class StagedTensors {
 public:
-    /// `src` (storage or Compute type) must outlive the save when the backend's memory is host.
+    /// `src` (storage or Compute type) must outlive the save when it is host memory of the Compute type.
     template <class U>
     void add(B& be, std::string name, ConstView<U> src) {
-        if constexpr (detail::is_host_tensor<typename B::Tensor>::value) {
+        if constexpr (detail::is_host_tensor<typename B::Tensor>::value && std::is_same_v<U, typename B::Compute>) {
             tensors_.emplace_back(std::move(name), src);
         } else {
             Tensor<typename B::Compute>& h = copies_.emplace_back(src.shape());

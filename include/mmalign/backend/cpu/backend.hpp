@@ -2,7 +2,9 @@
 //
 // The backend is an object passed to every module call (`be`). It holds what the ops need at run
 // time — the thread count, the gemm library choice, a scratch arena — while modules hold only
-// weights. T is the arithmetic type: float for models, double for gradient checks.
+// weights. T is the arithmetic type: float for models, double for gradient checks. T = bfloat16 or
+// float16 (16-bit storage computed in float, the reference for CudaBackend's 16-bit types) is a
+// specialisation of its own, in backend16.hpp, included at the end of this header.
 // Views are row-major; every op checks the shapes it is given and throws ShapeError otherwise.
 #pragma once
 
@@ -33,7 +35,8 @@ namespace mmalign {
 template <class T = float>
 class CpuBackend {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                  "CpuBackend computes in float or double; other element types need a conversion first.");
+                  "CpuBackend computes in float or double, or stores bfloat16/float16 (backend16.hpp); other "
+                  "element types need a conversion first.");
 
 public:
     using Scalar = T;
@@ -314,3 +317,6 @@ static_assert(Backend<CpuBackend<float>>, "CpuBackend<float> must provide the wh
 static_assert(Backend<CpuBackend<double>>, "CpuBackend<double> must provide the whole op set.");
 
 }  // namespace mmalign
+
+// CpuBackend<bfloat16> and CpuBackend<float16>.
+#include "mmalign/backend/cpu/backend16.hpp"
