@@ -30,25 +30,20 @@
 #include "support/compare.hpp"
 #include "support/errors.hpp"
 #include "support/half.hpp"
+#include "support/half_cases.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace mmalign;
 using test::check_norm;
 using test::random_rounded;
 using test::rounded;
+using test::same_bits;
 using test::to_backend;
 using test::to_float;
 using test::unit_roundoff;
 
 namespace {
-
 using Cpu = CpuBackend<float>;
-
-/// Bit-for-bit equality of two float tensors (NaN payloads included).
-bool same_bits(ConstView<float> a, ConstView<float> b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * std::size_t(a.numel())) == 0;
-}
-
 }  // namespace
 
 // ---- ops ------------------------------------------------------------------------------------
@@ -188,13 +183,8 @@ TEST_CASE_TEMPLATE("16-bit CPU AdamW updates the float master while the paramete
     auto gp = to_backend(be, p0), gg = to_backend(be, scaled);  // g·1024 is exact in both formats
     Tensor<float> master(p0.shape()), gm(p0.shape(), 0.f), gv(p0.shape(), 0.f);
     be.cast(gp.cview(), master.view());
-    for (std::int64_t step = 1; step <= 3; ++step) {
-        const AdamWHyper h{.lr = 0.01, .weight_decay = 0.1, .step = step};
-        cpu.adamw_step(p.view(), g0.view(), m.view(), v.view(), h);
-        AdamWHyper hs = h;
-        hs.grad_scale = 1.0 / 1024.0;
-        be.adamw_step(gp.view(), gg.cview(), gm.view(), gv.view(), hs, master.view());
-    }
+    test::adamw_three_steps(cpu, p.view(), g0.view(), m.view(), v.view(), be, gp.view(), gg.cview(), gm.view(),
+                            gv.view(), master.view());
     test::check_close("master weights", master.view(), p.view(), 1e-6);
     CHECK(same_bits(to_float(be, gp.cview()).view(), rounded<T>(master).view()));
     // A parameter element written between steps restarts its master from the written value.
@@ -224,149 +214,21 @@ TEST_CASE_TEMPLATE("16-bit CPU AdamW updates the float master while the paramete
 
 // ---- models ---------------------------------------------------------------------------------
 
-namespace {
-/// A CLIP-style pre-norm stack (3 layers, quick_gelu, causal + padding) forward and backward in
-/// float on CpuBackend<float> and in 16-bit storage on CpuBackend<T>, the given attention path
-/// on both (tests/cuda/test_cuda_half.cu's check_stack).
-template <class T>
-void check_stack(bool fused) {
-    using G = CpuBackend<T>;
-    Cpu cpu;
-    G be;
-    be.set_fused_attention(fused);  // the float reference takes the plain path, as in the CUDA test
-    typename TransformerStack<Cpu, PreNorm>::Config cc;
-    cc.layers = 3;
-    cc.block.dim = 64, cc.block.heads = 4, cc.block.mlp_hidden = 128, cc.block.activation = Activation::quick_gelu;
-    typename TransformerStack<G, PreNorm>::Config gc;
-    gc.layers = 3;
-    gc.block.dim = 64, gc.block.heads = 4, gc.block.mlp_hidden = 128, gc.block.activation = Activation::quick_gelu;
-    TransformerStack<Cpu, PreNorm> cm(cc);
-    TransformerStack<G, PreNorm> gm(gc);
-    unsigned seed = 40;
-    cm.visit([&](const std::string& name, Parameter<float>& p) {
-        p.value = random_rounded<T>(p.shape(), seed++, -0.3, 0.3);
-        if (name.find("norm") != std::string::npos && name.find("weight") != std::string::npos)
-            for (auto& v : p.value) v = static_cast<float>(T(v + 1.0f));
-    });
-    copy_parameters(be, gm, cm);
-    std::vector<Parameter<float>*> host;
-    cm.visit([&](const std::string&, Parameter<float>& p) { host.push_back(&p); });
-    const Tensor<float> x = random_rounded<T>({3, 11, 64}, 90), dy = random_rounded<T>({3, 11, 64}, 91);
-    const std::vector<std::int32_t> keep = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
-                                            1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    Tensor<float> y(x.shape()), dx(x.shape());
-    typename TransformerStack<Cpu, PreNorm>::Saved cs;
-    typename TransformerStack<G, PreNorm>::Saved gs;
-    cm.forward(cpu, x.view(), {}, AttentionMask<float>{.key_keep = keep.data(), .causal = true}, {}, y.view(), &cs);
-    cm.backward(cpu, cs, dy.view(), dx.view(), {}, GradMode::accumulate);
-    auto gx = to_backend(be, x), gdy = to_backend(be, dy);
-    typename G::Tensor gy(x.shape(), std::numeric_limits<T>::quiet_NaN()), gdx(x.shape(), std::numeric_limits<T>::quiet_NaN());
-    gm.forward(be, gx.cview(), {}, AttentionMask<T>{.key_keep = keep.data(), .causal = true}, {}, gy.view(), &gs);
-    gm.backward(be, gs, gdy.cview(), gdx.view(), {}, GradMode::accumulate);
-    const double u = unit_roundoff<T>;
-    check_norm("stack y", to_float(be, gy.cview()).view(), y.view(), 8 * u);
-    check_norm("stack d_x", to_float(be, gdx.cview()).view(), dx.view(), 16 * u);
-    std::size_t i = 0;
-    gm.visit([&](const std::string& name, auto& p) {
-        CAPTURE(name);
-        REQUIRE(p.has_grad());
-        const Parameter<float>& ref = *host[i++];
-        // The key projection's bias has an exactly zero gradient (softmax is shift invariant):
-        // both sides hold rounding noise only; it must be small next to the other gradients.
-        if (name.find("k_proj.bias") != std::string::npos) {
-            const Tensor<float> g = to_float(be, p.grad.cview());
-            double worst = 0, scale = 0;
-            for (float v : g) worst = std::max(worst, double(std::abs(v)));
-            for (const Parameter<float>* q : host)
-                for (float v : q->grad) scale = std::max(scale, double(std::abs(v)));
-            CHECK(worst <= 16 * u * scale);
-            return;
-        }
-        check_norm("d " + name, to_float(be, p.grad.cview()).view(), ref.grad.view(), 16 * u);
-    });
-}
-}  // namespace
-
 TEST_CASE_TEMPLATE("a 16-bit CPU pre-norm transformer stack follows the float one, plain and fused attention", T,
                    mmalign::bfloat16, mmalign::float16) {
-    SUBCASE("plain attention") { check_stack<T>(false); }
-    SUBCASE("fused attention") { check_stack<T>(true); }
+    CpuBackend<T> be;
+    SUBCASE("plain attention") { test::stack_follows_float(be, false); }
+    SUBCASE("fused attention") { test::stack_follows_float(be, true); }
 }
 
 TEST_CASE_TEMPLATE("CLIP loaded from an HF float checkpoint into 16-bit CPU storage reproduces HF's embeddings", T,
                    mmalign::bfloat16, mmalign::float16) {
-    using G = CpuBackend<T>;
-    const std::string root = std::string(MMALIGN_FIXTURE_DIR) + "/clip/";
-    for (const std::string name : {"tiny_quick_gelu", "odd_grid_gelu"}) {
-        CAPTURE(name);
-        G be;
-        auto model = Clip<G>::from_pretrained(be, root + name);  // float checkpoint, rounded on load
-        auto exp = io::SafetensorsFile::open(root + name + "/expected.safetensors");
-        const Tensor<float> pixels = exp.read<float>("pixel_values");
-        const Tensor<float> idf = exp.read<float>("input_ids"), mf = exp.read<float>("attention_mask");
-        const std::vector<std::int32_t> ids(idf.begin(), idf.end()), mask(mf.begin(), mf.end());
-        auto px = to_backend(be, pixels);
-        auto out = model.forward(be, px.cview(), ids, mask, idf.dim(0));
-        const double u = unit_roundoff<T>;
-        check_norm("image_embeds", to_float(be, out.image_embeds.cview()).view(), exp.read<float>("image_embeds").view(), 8 * u);
-        check_norm("text_embeds", to_float(be, out.text_embeds.cview()).view(), exp.read<float>("text_embeds").view(), 8 * u);
-    }
+    test::clip_reproduces_hf_embeddings<CpuBackend<T>>();
 }
 
 TEST_CASE("CPU mixed-precision training: float16 storage, loss scaling and float master weights follow the float run") {
-    using G = CpuBackend<mmalign::float16>;
-    const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
-    const test::ClipBatch batch = test::half_batch<mmalign::float16>();
-    const Tensor<float>& pixels = batch.pixels;
-    const index_t N = batch.pairs;
-    Cpu cpu;
-    G be;
-    auto cm = test::tiny_clip<Cpu>();
-    cm.visit([](const std::string&, Parameter<float>& p) { p.value = rounded<mmalign::float16>(p.value); });
-    auto gm = Clip<G>::from_pretrained(be, dir);  // the same weights, rounded on load
-    AdamW<Cpu> copt(test::HalfRun<Cpu>::adamw_config());
-    AdamW<G> gopt(test::HalfRun<G>::adamw_config());
-    // 2^10, not torch's 2^16: this model's scaled feature gradients reach ~7·2^10 and float16
-    // overflows at 65504, where GradScaler would skip the first steps and back off to the same.
-    LossScaler<G>::Config sc;
-    sc.init_scale = 1024.0;
-    LossScaler<G> scaler(sc);
-    auto gpx = to_backend(be, pixels);
-    std::vector<Tensor<float>> initial;
-    cm.visit([&](const std::string&, Parameter<float>& p) { initial.push_back(p.value); });
-    const double logit_scale = std::exp(double(cm.logit_scale.value.data()[0]));
-    for (int step = 0; step < 3; ++step) {
-        CAPTURE(step);
-        const float lc = test::clip_infonce_backward(cpu, cm, pixels.view(), batch.ids, batch.mask, N);
-        copt.step(cpu, cm);
-        const float lg = test::clip_infonce_backward(be, gm, gpx.cview(), batch.ids, batch.mask, N, float(scaler.scale()));
-        // The logits are cosines × exp(logit_scale); the mean cross-entropy moves by at most twice
-        // the largest logit change, and cosines of 8u-close features differ by at most 16u.
-        CHECK(std::abs(lg - lc) <= 16 * unit_roundoff<mmalign::float16> * logit_scale);
-        CHECK(scaler.step(be, gopt, gm));
-    }
-    CHECK(scaler.skipped_steps() == 0);
-    CHECK(gopt.step_count() == 3);
-    // The three updates point the float run's way (the whole update's direction: Adam's first
-    // steps move weights whose gradient is rounding noise by about ±lr either way).
-    std::vector<const Tensor<float>*> ref;
-    cm.visit([&](const std::string&, Parameter<float>& p) { ref.push_back(&p.value); });
-    std::size_t i = 0;
-    double dot = 0, n_cpu = 0, n_half = 0;
-    gm.visit([&](const std::string&, auto& p) {
-        const Tensor<float> w = to_float(be, p.value.cview());
-        for (index_t j = 0; j < w.numel(); ++j) {
-            const double dc = double(ref[i]->data()[j]) - initial[i].data()[j];
-            const double dg = double(w.data()[j]) - initial[i].data()[j];
-            dot += dc * dg, n_cpu += dc * dc, n_half += dg * dg;
-        }
-        ++i;
-    });
-    const double cosine = dot / std::sqrt(n_cpu * n_half);
-    INFO("cosine of the float16 and float updates " << cosine << ", norms " << std::sqrt(n_half) << " / "
-                                                    << std::sqrt(n_cpu));
-    CHECK(cosine >= 0.95);
-    CHECK(std::abs(std::sqrt(n_half) / std::sqrt(n_cpu) - 1) <= 0.05);
+    CpuBackend<mmalign::float16> be;
+    test::mixed_precision_follows_float(be);
 }
 
 TEST_CASE("a float16 CPU run from torch's 2^16 loss scale skips the overflowing steps (parameters, moments and step "
@@ -408,137 +270,20 @@ TEST_CASE("a float16 CPU run from torch's 2^16 loss scale skips the overflowing 
 TEST_CASE_TEMPLATE("a 16-bit CPU mixed-precision CLIP run with LossScaler saved after 2 steps and resumed in fresh "
                    "objects equals 4 uninterrupted steps bit for bit (float master weights and scaler restored)",
                    T, mmalign::bfloat16, mmalign::float16) {
-    using G = CpuBackend<T>;
-    G be;
-    const test::ClipBatch batch = test::half_batch<T>();
-    auto px = to_backend(be, batch.pixels);
-    test::TempDir tmp;
-    const std::string path = tmp / "resume.safetensors";
-
-    test::HalfRun<G> whole(be);
-    test::half_steps(be, whole, batch, px.cview(), 4);
-
-    test::HalfRun<G> first(be);
-    test::half_steps(be, first, batch, px.cview(), 2);
-    save_checkpoint(be, path, first.model, first.opt, 2, {.scaler = &first.scaler});
-    {
-        auto f = io::SafetensorsFile::open(path);
-        CHECK(f.metadata().at("master_weights") == "true");
-        for (const auto& entry : first.opt.state()) {
-            const std::string& name = entry.first;
-            CAPTURE(name);
-            REQUIRE(f.contains("optim." + name + ".master"));
-            CHECK(f.dtype("optim." + name + ".master") == "F32");
-            CHECK(f.dtype("model." + name) == "F32");
-        }
-    }
-    test::HalfRun<G> resumed(be);  // the initial weights, no optimizer state, the initial scale
-    CHECK(load_checkpoint(be, path, resumed.model, resumed.opt, {.scaler = &resumed.scaler}) == 2);
-    CHECK(resumed.scaler.scale() == first.scaler.scale());
-    CHECK(resumed.scaler.growth_tracker() == 2);
-    REQUIRE(resumed.opt.state().size() == first.opt.state().size());
-    for (auto& [name, st] : resumed.opt.state()) {
-        CAPTURE(name);
-        CHECK(test::same_values(be, st.master.cview(), first.opt.state().at(name).master.cview()));
-    }
-    test::half_steps(be, resumed, batch, px.cview(), 2);
-
-    CHECK(resumed.opt.step_count() == whole.opt.step_count());
-    CHECK(resumed.scaler.scale() == whole.scaler.scale());
-    CHECK(resumed.scaler.scale() == 2048.0);  // grew after step 3, in the resumed half
-    CHECK(resumed.scaler.growth_tracker() == whole.scaler.growth_tracker());
-    CHECK(resumed.scaler.skipped_steps() == whole.scaler.skipped_steps());
-    std::vector<ConstView<T>> want;
-    whole.model.visit([&](const std::string&, auto& p) { want.push_back(p.value.cview()); });
-    std::size_t i = 0;
-    resumed.model.visit([&](const std::string& name, auto& p) {
-        CAPTURE(name);
-        CHECK(test::same_values(be, p.value.cview(), want[i++]));
-    });
-    for (auto& [name, st] : resumed.opt.state()) {
-        CAPTURE(name);
-        const auto& w = whole.opt.state().at(name);
-        CHECK(test::same_values(be, st.master.cview(), w.master.cview()));
-        CHECK(test::same_values(be, st.exp_avg.cview(), w.exp_avg.cview()));
-        CHECK(test::same_values(be, st.exp_avg_sq.cview(), w.exp_avg_sq.cview()));
-    }
+    CpuBackend<T> be;
+    test::resume_equals_uninterrupted(be);
 }
 
 TEST_CASE_TEMPLATE("checkpoints cross storage types on the CPU: float into 16-bit (rounded parameters; masters the "
                    "unrounded values) and 16-bit into float (masters ignored)",
                    T, mmalign::bfloat16, mmalign::float16) {
-    using G = CpuBackend<T>;
-    G be;
-    Cpu cpu;
-    const test::ClipBatch batch = test::half_batch<T>();
-    auto px = to_backend(be, batch.pixels);
-    test::TempDir tmp;
-    const std::string from_float = tmp / "from_float.safetensors", from_half = tmp / "from_half.safetensors";
-
-    auto cm = test::tiny_clip<Cpu>();
-    AdamW<Cpu> copt(test::HalfRun<Cpu>::adamw_config());
-    test::clip_infonce_backward(cpu, cm, batch.pixels.view(), batch.ids, batch.mask, 3);
-    copt.step(cpu, cm);
-    save_checkpoint(from_float, cm, copt, 1);
-
-    test::HalfRun<G> half(be);
-    CHECK(load_checkpoint(be, from_float, half.model, half.opt) == 1);
-    std::vector<Tensor<float>> float_values;
-    cm.visit([&](const std::string&, Parameter<float>& p) { float_values.push_back(p.value); });
-    std::size_t i = 0;
-    half.model.visit([&](const std::string& name, auto& p) {
-        CAPTURE(name);
-        CHECK(same_bits(to_float(be, p.value.cview()).view(), rounded<T>(float_values[i++]).view()));
-    });
-    test::check_masters_equal(be, half.opt, half.model, float_values);
-    test::half_steps(be, half, batch, px.cview(), 1);
-    CHECK(half.opt.step_count() == 2);
-    test::check_parameters_are_rounded_masters(be, half.opt, half.model);
-
-    save_checkpoint(be, from_half, half.model, half.opt, 2);
-    auto cm2 = Clip<Cpu>(Clip<Cpu>::Config::from_hf(
-        io::load_clip_config(std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu/config.json")));
-    AdamW<Cpu> copt2;
-    CHECK(load_checkpoint(from_half, cm2, copt2) == 2);
-    std::vector<Tensor<float>> half_values;
-    half.model.visit([&](const std::string&, auto& p) { half_values.push_back(to_float(be, p.value.cview())); });
-    i = 0;
-    cm2.visit([&](const std::string& name, Parameter<float>& p) {
-        CAPTURE(name);
-        CHECK(same_bits(p.value.view(), half_values[i++].view()));
-    });
-    CHECK(copt2.step_count() == 2);
+    CpuBackend<T> be;
+    test::checkpoints_cross_storage(be);
 }
 
 TEST_CASE_TEMPLATE("load_master_weights starts 16-bit CPU training from a Hugging Face checkpoint's unrounded values, "
                    "and a step-0 checkpoint keeps them",
                    T, mmalign::bfloat16, mmalign::float16) {
-    using G = CpuBackend<T>;
-    G be;
-    const test::ClipBatch batch = test::half_batch<T>();
-    auto px = to_backend(be, batch.pixels);
-    const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
-    const auto source = io::Checkpoint::open(dir);
-    test::HalfRun<G> run(be);  // from_pretrained: the parameters rounded to T
-    load_master_weights(be, run.opt, run.model, source);
-    std::vector<Tensor<float>> file_values;
-    run.model.visit([&](const std::string& name, auto& p) {
-        Tensor<float> v(p.shape());
-        source.read_into(name, v.view());
-        file_values.push_back(std::move(v));
-    });
-    test::check_masters_equal(be, run.opt, run.model, file_values);
-    // Saved before any step (masters without moments) and resumed: the masters survive.
-    test::TempDir tmp;
-    save_checkpoint(be, tmp / "step0.safetensors", run.model, run.opt, 0);
-    test::HalfRun<G> resumed(be);
-    CHECK(load_checkpoint(be, tmp / "step0.safetensors", resumed.model, resumed.opt) == 0);
-    test::check_masters_equal(be, resumed.opt, resumed.model, file_values);
-    test::half_steps(be, run, batch, px.cview(), 2);
-    test::check_parameters_are_rounded_masters(be, run.opt, run.model);
-
-    test::HalfRun<G> other(be);
-    const std::string msg = test::io_error_of([&] { load_master_weights(be, other.opt, other.model, source, "nope."); });
-    CHECK(msg.find("nope.") != std::string::npos);
-    CHECK(other.opt.state().empty());
+    CpuBackend<T> be;
+    test::master_weights_from_hf(be);
 }

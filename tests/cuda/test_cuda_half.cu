@@ -33,6 +33,7 @@
 #include "mmalign/train/loss_scaler.hpp"
 #include "support/clip_step.hpp"
 #include "support/half.hpp"
+#include "support/half_cases.hpp"
 #include "support/temp_dir.hpp"
 #include "support/errors.hpp"
 
@@ -266,13 +267,8 @@ TEST_CASE_TEMPLATE("16-bit losses keep float log-sum-exps; AdamW updates a float
                                     }()));
     DeviceTensor<float> master(p0.shape()), gm(p0.shape(), 0.f), gv(p0.shape(), 0.f);
     be.cast(gp.cview(), master.view());
-    for (std::int64_t step = 1; step <= 3; ++step) {
-        const AdamWHyper h{.lr = 0.01, .weight_decay = 0.1, .step = step};
-        cpu.adamw_step(p.view(), g0.view(), m.view(), v.view(), h);
-        AdamWHyper hs = h;
-        hs.grad_scale = 1.0 / 1024.0;
-        be.adamw_step(gp.view(), gg.cview(), gm.view(), gv.view(), hs, master.view());
-    }
+    test::adamw_three_steps(cpu, p.view(), g0.view(), m.view(), v.view(), be, gp.view(), gg.cview(), gm.view(),
+                            gv.view(), master.view());
     Tensor<float> hm(p0.shape());
     be.to_host(master.cview(), hm.view());
     test::check_close("master weights", hm.view(), p.view(), 1e-6);
@@ -368,321 +364,37 @@ TEST_CASE_TEMPLATE("16-bit fused attention on tensor cores equals the float refe
     }
 }
 
-namespace {
-/// Runs a CLIP-style pre-norm stack (3 layers, quick_gelu, causal + padding) forward and backward
-/// on the CPU in float and on CudaBackend<T>, with the given attention path on the device.
-template <class T>
-void check_stack(bool fused) {
-    using G = CudaBackend<T>;
-    Cpu cpu;
-    G be;
-    be.set_fused_attention(fused);
-    const typename TransformerStack<Cpu, PreNorm>::Config cc{
-        .layers = 3, .block = {.dim = 64, .heads = 4, .mlp_hidden = 128, .activation = Activation::quick_gelu}};
-    const typename TransformerStack<G, PreNorm>::Config gc{
-        .layers = 3, .block = {.dim = 64, .heads = 4, .mlp_hidden = 128, .activation = Activation::quick_gelu}};
-    TransformerStack<Cpu, PreNorm> cm(cc);
-    TransformerStack<G, PreNorm> gm(gc);
-    unsigned seed = 40;
-    cm.visit([&](const std::string& name, Parameter<float>& p) {
-        p.value = random_rounded<T>(p.shape(), seed++, -0.3, 0.3);
-        if (name.find("norm") != std::string::npos && name.find("weight") != std::string::npos)
-            for (auto& v : p.value) v = static_cast<float>(T(v + 1.0f));
-    });
-    std::vector<Parameter<float>*> host;
-    cm.visit([&](const std::string&, Parameter<float>& p) { host.push_back(&p); });
-    std::size_t i = 0;
-    gm.visit([&](const std::string&, BasicParameter<DeviceTensor<T>>& p) {
-        be.from_host(host[i++]->value.cview(), p.value.view());
-    });
-    const Tensor<float> x = random_rounded<T>({3, 11, 64}, 90), dy = random_rounded<T>({3, 11, 64}, 91);
-    const std::vector<std::int32_t> keep = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
-                                            1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    Tensor<float> y(x.shape()), dx(x.shape());
-    typename TransformerStack<Cpu, PreNorm>::Saved cs;
-    typename TransformerStack<G, PreNorm>::Saved gs;
-    cm.forward(cpu, x.view(), {}, AttentionMask<float>{.key_keep = keep.data(), .causal = true}, {}, y.view(), &cs);
-    cm.backward(cpu, cs, dy.view(), dx.view(), {}, GradMode::accumulate);
-    auto gx = up(be, x), gdy = up(be, dy);
-    auto gy = poisoned<T>(x.shape()), gdx = poisoned<T>(x.shape());
-    gm.forward(be, gx.cview(), {}, AttentionMask<T>{.key_keep = keep.data(), .causal = true}, {}, gy.view(), &gs);
-    gm.backward(be, gs, gdy.cview(), gdx.view(), {}, GradMode::accumulate);
-    const double u = unit_roundoff<T>;
-    check_norm("stack y", down(be, gy.cview()).view(), y.view(), 8 * u);
-    check_norm("stack d_x", down(be, gdx.cview()).view(), dx.view(), 16 * u);
-    i = 0;
-    gm.visit([&](const std::string& name, BasicParameter<DeviceTensor<T>>& p) {
-        REQUIRE(p.has_grad());
-        const Parameter<float>& ref = *host[i++];
-        // The key projection's bias has an exactly zero gradient (softmax is shift invariant):
-        // both sides hold rounding noise only, so its relative error means nothing; it must be
-        // small next to the module's other gradients instead.
-        if (name.find("k_proj.bias") != std::string::npos) {
-            const Tensor<float> g = down(be, p.grad.cview());
-            double worst = 0, scale = 0;
-            for (float v : g) worst = std::max(worst, double(std::abs(v)));
-            for (const Parameter<float>* q : host)
-                for (float v : q->grad) scale = std::max(scale, double(std::abs(v)));
-            CHECK(worst <= 16 * u * scale);
-            return;
-        }
-        check_norm("d " + name, down(be, p.grad.cview()).view(), ref.grad.view(), 16 * u);
-    });
-}
-}  // namespace
-
 TEST_CASE_TEMPLATE("a 16-bit pre-norm transformer stack follows the float one, plain and fused attention", T, mmalign::bfloat16,
                    float16) {
-    SUBCASE("plain attention") { check_stack<T>(false); }
-    SUBCASE("fused attention") { check_stack<T>(true); }
+    CudaBackend<T> be;
+    SUBCASE("plain attention") { test::stack_follows_float(be, false); }
+    SUBCASE("fused attention") { test::stack_follows_float(be, true); }
 }
 
 TEST_CASE_TEMPLATE("CLIP loaded from an HF float checkpoint into 16-bit storage reproduces HF's embeddings", T, mmalign::bfloat16,
                    float16) {
-    using G = CudaBackend<T>;
-    const std::string root = std::string(MMALIGN_FIXTURE_DIR) + "/clip/";
-    for (const std::string name : {"tiny_quick_gelu", "odd_grid_gelu"}) {
-        CAPTURE(name);
-        G be;
-        auto model = Clip<G>::from_pretrained(be, root + name);  // float checkpoint, rounded on load
-        auto exp = io::SafetensorsFile::open(root + name + "/expected.safetensors");
-        const Tensor<float> pixels = exp.read<float>("pixel_values");
-        const Tensor<float> idf = exp.read<float>("input_ids"), mf = exp.read<float>("attention_mask");
-        const std::vector<std::int32_t> ids(idf.begin(), idf.end()), mask(mf.begin(), mf.end());
-        auto px = up(be, pixels);
-        auto out = model.forward(be, px.cview(), ids, mask, idf.dim(0));
-        const double u = unit_roundoff<T>;
-        check_norm("image_embeds", down(be, out.image_embeds.cview()).view(), exp.read<float>("image_embeds").view(), 8 * u);
-        check_norm("text_embeds", down(be, out.text_embeds.cview()).view(), exp.read<float>("text_embeds").view(), 8 * u);
-    }
+    test::clip_reproduces_hf_embeddings<CudaBackend<T>>();
 }
 
 TEST_CASE("mixed-precision training: float16 storage, loss scaling and float master weights follow the float run") {
-    using G = CudaBackend<float16>;
-    const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
-    const test::ClipBatch batch = test::half_batch<float16>();
-    const Tensor<float>& pixels = batch.pixels;
-    const std::vector<std::int32_t>& ids = batch.ids;
-    const std::vector<std::int32_t>& mask = batch.mask;
-    const index_t N = batch.pairs;
-    Cpu cpu;
-    G be;
-    auto cm = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
-    io::load_parameters(cm, io::Checkpoint::open(dir), "");
-    cm.visit([](const std::string&, Parameter<float>& p) { p.value = rounded<float16>(p.value); });
-    auto gm = Clip<G>::from_pretrained(be, dir);
-    AdamW<Cpu> copt({.lr = 1e-3, .weight_decay = 0.1});
-    AdamW<G> gopt({.lr = 1e-3, .weight_decay = 0.1});
-    // 2^10, not torch's 2^16: this model's scaled feature gradients reach ~7·2^10 and float16
-    // overflows at 65504, where GradScaler would skip the first steps and back off to the same.
-    LossScaler<G> scaler({.init_scale = 1024.0});
-    auto gpx = up(be, pixels);
-    std::vector<Tensor<float>> initial;
-    cm.visit([&](const std::string&, Parameter<float>& p) { initial.push_back(p.value); });
-    const double logit_scale = std::exp(double(cm.logit_scale.value.data()[0]));
-    for (int step = 0; step < 3; ++step) {
-        CAPTURE(step);
-        const float lc = test::clip_infonce_backward(cpu, cm, pixels.view(), ids, mask, N);
-        copt.step(cpu, cm);
-        // float16 on the device, the backward seeded with the loss scale
-        const float lg = test::clip_infonce_backward(be, gm, gpx.cview(), ids, mask, N, float(scaler.scale()));
-        // The logits are cosines × exp(logit_scale); the mean cross-entropy moves by at most twice
-        // the largest logit change, and cosines of 8u-close features differ by at most 16u.
-        CHECK(std::abs(lg - lc) <= 16 * unit_roundoff<float16> * logit_scale);
-        CHECK(scaler.step(be, gopt, gm));
-    }
-    CHECK(scaler.skipped_steps() == 0);
-    CHECK(gopt.step_count() == 3);
-    // The three updates point the float run's way. Adam's first steps move each weight by about
-    // ±lr whatever the gradient's size, so weights whose gradient is rounding noise (the key
-    // bias's is zero in exact arithmetic) may move either way: compare the whole update's
-    // direction, not each weight.
-    std::vector<const Tensor<float>*> ref;
-    cm.visit([&](const std::string&, Parameter<float>& p) { ref.push_back(&p.value); });
-    std::size_t i = 0;
-    double dot = 0, n_cpu = 0, n_gpu = 0;
-    gm.visit([&](const std::string&, BasicParameter<DeviceTensor<float16>>& p) {
-        const Tensor<float> w = down(be, p.value.cview());
-        for (index_t j = 0; j < w.numel(); ++j) {
-            const double dc = double(ref[i]->data()[j]) - initial[i].data()[j];
-            const double dg = double(w.data()[j]) - initial[i].data()[j];
-            dot += dc * dg, n_cpu += dc * dc, n_gpu += dg * dg;
-        }
-        ++i;
-    });
-    const double cosine = dot / std::sqrt(n_cpu * n_gpu);
-    INFO("cosine of the float16 and float updates " << cosine << ", norms " << std::sqrt(n_gpu) << " / "
-                                                    << std::sqrt(n_cpu));
-    CHECK(cosine >= 0.95);
-    CHECK(std::abs(std::sqrt(n_gpu) / std::sqrt(n_cpu) - 1) <= 0.05);
+    CudaBackend<float16> be;
+    test::mixed_precision_follows_float(be);
 }
-
-namespace {
-using HalfRun = test::HalfRun<CudaBackend<float16>>;
-using test::check_masters_equal;
-using test::check_parameters_are_rounded_masters;
-using test::half_steps;
-}  // namespace
 
 TEST_CASE("a float16 mixed-precision CLIP run with LossScaler saved after 2 steps and resumed in fresh objects equals "
           "4 uninterrupted steps bit for bit (float master weights and scaler restored)") {
-    using G = CudaBackend<float16>;
-    G be;
-    const test::ClipBatch batch = test::half_batch<float16>();
-    auto px = up(be, batch.pixels);
-    test::TempDir tmp;
-    const std::string path = tmp / "resume.safetensors", cut = tmp / "no_master.safetensors";
-
-    HalfRun whole(be);
-    half_steps(be, whole, batch, px.cview(), 4);
-
-    HalfRun first(be);
-    half_steps(be, first, batch, px.cview(), 2);
-    save_checkpoint(be, path, first.model, first.opt, 2, {.scaler = &first.scaler});
-    {
-        auto f = io::SafetensorsFile::open(path);
-        CHECK(f.metadata().at("master_weights") == "true");
-        for (const auto& entry : first.opt.state()) {
-            const std::string& name = entry.first;
-            CAPTURE(name);
-            REQUIRE(f.contains("optim." + name + ".master"));
-            CHECK(f.dtype("optim." + name + ".master") == "F32");
-            CHECK(f.dtype("model." + name) == "F32");
-        }
-    }
-    HalfRun resumed(be);  // the initial weights, no optimizer state, the initial scale
-    CHECK(load_checkpoint(be, path, resumed.model, resumed.opt, {.scaler = &resumed.scaler}) == 2);
-    CHECK(resumed.scaler.scale() == first.scaler.scale());
-    CHECK(resumed.scaler.growth_tracker() == 2);
-    REQUIRE(resumed.opt.state().size() == first.opt.state().size());
-    for (auto& [name, st] : resumed.opt.state()) {
-        CAPTURE(name);
-        CHECK(test::same_values(be, st.master.cview(), first.opt.state().at(name).master.cview()));
-    }
-    half_steps(be, resumed, batch, px.cview(), 2);
-
-    CHECK(resumed.opt.step_count() == whole.opt.step_count());
-    CHECK(resumed.scaler.scale() == whole.scaler.scale());
-    CHECK(resumed.scaler.scale() == 2048.0);  // grew after step 3, in the resumed half
-    CHECK(resumed.scaler.growth_tracker() == whole.scaler.growth_tracker());
-    CHECK(resumed.scaler.skipped_steps() == whole.scaler.skipped_steps());
-    std::vector<ConstView<float16>> want;
-    whole.model.visit([&](const std::string&, BasicParameter<DeviceTensor<float16>>& p) { want.push_back(p.value.cview()); });
-    std::size_t i = 0;
-    resumed.model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
-        CAPTURE(name);
-        CHECK(test::same_values(be, p.value.cview(), want[i++]));
-    });
-    for (auto& [name, st] : resumed.opt.state()) {
-        CAPTURE(name);
-        const auto& w = whole.opt.state().at(name);
-        CHECK(test::same_values(be, st.master.cview(), w.master.cview()));
-        CHECK(test::same_values(be, st.exp_avg.cview(), w.exp_avg.cview()));
-        CHECK(test::same_values(be, st.exp_avg_sq.cview(), w.exp_avg_sq.cview()));
-    }
-
-    // A master missing beside its parameter's moments is an error, not a silent restart.
-    std::string dropped;
-    {
-        auto f = io::SafetensorsFile::open(path);
-        std::vector<Tensor<float>> keep;
-        std::vector<std::string> names;
-        for (const auto& name : f.names()) {
-            if (dropped.empty() && name.ends_with(".master")) {
-                dropped = name;
-                continue;
-            }
-            keep.push_back(f.read<float>(name));
-            names.push_back(name);
-        }
-        std::vector<io::TensorToSave> out;
-        for (std::size_t k = 0; k < keep.size(); ++k) out.emplace_back(names[k], keep[k].cview());
-        io::save_safetensors(cut, out, f.metadata());
-    }
-    HalfRun other(be);
-    const std::string msg = test::io_error_of([&] { load_checkpoint(be, cut, other.model, other.opt); });
-    CHECK(msg.find(cut) != std::string::npos);
-    CHECK(msg.find("tensor '" + dropped + "' missing") != std::string::npos);
+    CudaBackend<float16> be;
+    // ... and a checkpoint missing one master beside its moments is an IoError, not a silent restart.
+    test::resume_equals_uninterrupted(be, /*check_dropped_master=*/true);
 }
 
 TEST_CASE("checkpoints cross storage types: float into float16 (rounded parameters; masters the unrounded values) "
           "and float16 into float (masters ignored)") {
-    using G = CudaBackend<float16>;
-    G be;
-    Cpu cpu;
-    const test::ClipBatch batch = test::half_batch<float16>();
-    auto px = up(be, batch.pixels);
-    const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
-    test::TempDir tmp;
-    const std::string from_float = tmp / "from_float.safetensors", from_half = tmp / "from_half.safetensors";
-
-    auto cm = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
-    io::load_parameters(cm, io::Checkpoint::open(dir), "");
-    AdamW<Cpu> copt({.lr = 1e-3, .weight_decay = 0.1});
-    test::clip_infonce_backward(cpu, cm, batch.pixels.view(), batch.ids, batch.mask, 3);
-    copt.step(cpu, cm);
-    save_checkpoint(from_float, cm, copt, 1);
-
-    HalfRun half(be);
-    CHECK(load_checkpoint(be, from_float, half.model, half.opt) == 1);
-    std::vector<const Tensor<float>*> cpu_values;
-    cm.visit([&](const std::string&, Parameter<float>& p) { cpu_values.push_back(&p.value); });
-    std::size_t i = 0;
-    half.model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
-        CAPTURE(name);
-        const Tensor<float> got = down(be, p.value.cview()), want = rounded<float16>(*cpu_values[i++]);
-        CHECK(std::memcmp(got.data(), want.data(), sizeof(float) * std::size_t(got.numel())) == 0);
-    });
-    std::vector<Tensor<float>> float_values;
-    for (const Tensor<float>* v : cpu_values) float_values.push_back(*v);
-    check_masters_equal(be, half.opt, half.model, float_values);
-    half_steps(be, half, batch, px.cview(), 1);
-    CHECK(half.opt.step_count() == 2);
-    check_parameters_are_rounded_masters(be, half.opt, half.model);
-
-    save_checkpoint(be, from_half, half.model, half.opt, 2);
-    auto cm2 = Clip<Cpu>(Clip<Cpu>::Config::from_hf(io::load_clip_config(dir + "/config.json")));
-    AdamW<Cpu> copt2;
-    CHECK(load_checkpoint(from_half, cm2, copt2) == 2);
-    std::vector<Tensor<float>> half_values;
-    half.model.visit([&](const std::string&, BasicParameter<DeviceTensor<float16>>& p) {
-        half_values.push_back(down(be, p.value.cview()));
-    });
-    i = 0;
-    cm2.visit([&](const std::string& name, Parameter<float>& p) {
-        CAPTURE(name);
-        CHECK(std::memcmp(p.value.data(), half_values[i++].data(), sizeof(float) * std::size_t(p.value.numel())) == 0);
-    });
-    CHECK(copt2.step_count() == 2);
+    CudaBackend<float16> be;
+    test::checkpoints_cross_storage(be);
 }
 
 TEST_CASE("load_master_weights starts float16 training from a Hugging Face checkpoint's unrounded values") {
-    using G = CudaBackend<float16>;
-    G be;
-    const test::ClipBatch batch = test::half_batch<float16>();
-    auto px = up(be, batch.pixels);
-    const std::string dir = std::string(MMALIGN_FIXTURE_DIR) + "/clip/tiny_quick_gelu";
-    const auto source = io::Checkpoint::open(dir);
-    HalfRun run(be);  // from_pretrained: the parameters rounded to float16
-    load_master_weights(be, run.opt, run.model, source);
-    std::vector<Tensor<float>> file_values;
-    run.model.visit([&](const std::string& name, BasicParameter<DeviceTensor<float16>>& p) {
-        Tensor<float> v(p.shape());
-        source.read_into(name, v.view());
-        file_values.push_back(std::move(v));
-    });
-    check_masters_equal(be, run.opt, run.model, file_values);
-    // Saved before any step (masters without moments) and resumed: the masters survive.
-    test::TempDir tmp;
-    save_checkpoint(be, tmp / "step0.safetensors", run.model, run.opt, 0);
-    HalfRun resumed(be);
-    CHECK(load_checkpoint(be, tmp / "step0.safetensors", resumed.model, resumed.opt) == 0);
-    check_masters_equal(be, resumed.opt, resumed.model, file_values);
-    half_steps(be, run, batch, px.cview(), 2);
-    check_parameters_are_rounded_masters(be, run.opt, run.model);
-
-    HalfRun other(be);
-    const std::string msg = test::io_error_of([&] { load_master_weights(be, other.opt, other.model, source, "nope."); });
-    CHECK(msg.find("nope.") != std::string::npos);
-    CHECK(other.opt.state().empty());
+    CudaBackend<float16> be;
+    test::master_weights_from_hf(be);
 }

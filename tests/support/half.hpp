@@ -9,6 +9,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -36,6 +37,11 @@ Tensor<float> rounded(const Tensor<float>& x) {
 template <class T>
 Tensor<float> random_rounded(Shape s, unsigned seed, double lo = -1, double hi = 1) {
     return rounded<T>(random_host(s, seed, lo, hi));
+}
+
+/// Bit-for-bit equality of two float tensors (NaN payloads included).
+inline bool same_bits(ConstView<float> a, ConstView<float> b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * std::size_t(a.numel())) == 0;
 }
 
 /// ‖got − want‖ / ‖want‖ ≤ tol, every element written.
@@ -78,6 +84,22 @@ bool same_values(B& be, ConstView<U> a, ConstView<U> b) {
     if (!(a.shape() == b.shape())) return false;
     const Tensor<float> ha = to_float(be, a), hb = to_float(be, b);
     return std::memcmp(ha.data(), hb.data(), sizeof(float) * std::size_t(ha.numel())) == 0;
+}
+
+/// AdamW steps 1 to 3 (lr 0.01, weight decay 0.1) side by side: the float reference p, m, v on
+/// `cpu` with gradient g, and the 16-bit parameter gp on `be` with float moments gm, gv and float
+/// master, its gradient gg scaled by 1024 and unscaled through grad_scale.
+template <class C, class B>
+void adamw_three_steps(C& cpu, TensorView<float> p, ConstView<float> g, TensorView<float> m, TensorView<float> v,
+                       B& be, TensorView<typename B::Scalar> gp, ConstView<typename B::Scalar> gg,
+                       TensorView<float> gm, TensorView<float> gv, TensorView<float> master) {
+    for (std::int64_t step = 1; step <= 3; ++step) {
+        const AdamWHyper h{.lr = 0.01, .weight_decay = 0.1, .step = step};
+        cpu.adamw_step(p, g, m, v, h);
+        AdamWHyper hs = h;
+        hs.grad_scale = 1.0 / 1024.0;
+        be.adamw_step(gp, gg, gm, gv, hs, master);
+    }
 }
 
 /// A mixed-precision training run of the tiny HF CLIP on the training fixture's batch: the model
