@@ -4,9 +4,13 @@
 // requires, so modules describe an operation once and every backend carries it out.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
+#include "mmalign/core/error.hpp"
+#include "mmalign/core/float16.hpp"  // MMALIGN_HD
 #include "mmalign/core/shape.hpp"
 
 namespace mmalign {
@@ -77,5 +81,50 @@ struct AdamWHyper {
     std::int64_t step = 1;
     double grad_scale = 1.0;  // the gradient is multiplied by this first: 1 / loss scale under loss scaling
 };
+
+/// One AdamW step's constants in the compute type C, in torch's order of operations (decoupled
+/// decay factor, bias corrections folded into the step size and the sqrt of the second one).
+template <class C>
+struct AdamWConstants {
+    C decay, beta1, beta2, eps, step_size, bc2_sqrt, grad_scale;
+    bool decay_on;
+
+    explicit AdamWConstants(const AdamWHyper& h)
+        : decay(static_cast<C>(1.0 - h.lr * h.weight_decay)),
+          beta1(static_cast<C>(h.beta1)),
+          beta2(static_cast<C>(h.beta2)),
+          eps(static_cast<C>(h.eps)),
+          step_size(static_cast<C>(h.lr / (1.0 - std::pow(h.beta1, double(h.step))))),
+          bc2_sqrt(static_cast<C>(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))))),
+          grad_scale(static_cast<C>(h.grad_scale)),
+          decay_on(h.weight_decay != 0) {}
+};
+
+/// The AdamW update of one element in C, shared by every 16-bit path (the CPU reference and the
+/// CUDA kernel) so that they cannot drift apart: gradient g (unscaled here), moments m and v
+/// updated in place; returns the new parameter.
+template <class C>
+MMALIGN_HD inline C adamw_update(C p, C g, C& m, C& v, const AdamWConstants<C>& k) {
+    if (k.grad_scale != C(1)) g *= k.grad_scale;
+    if (k.decay_on) p *= k.decay;
+    m = m + (g - m) * (C(1) - k.beta1);
+    v = v * k.beta2 + (C(1) - k.beta2) * g * g;
+#if defined(__CUDA_ARCH__)
+    const C root = sqrt(v);
+#else
+    const C root = std::sqrt(v);
+#endif
+    return p - k.step_size * m / (root / k.bc2_sqrt + k.eps);
+}
+
+/// The shape rule of every backend's adamw_step: gradient, moments and (when given) master
+/// weights shaped like the parameter.
+inline void check_adamw_shapes(const Shape& p, const Shape& g, const Shape& m, const Shape& v,
+                               const Shape* master = nullptr) {
+    if (!(p == g) || !(p == m) || !(p == v) || (master && !(p == *master)))
+        throw ShapeError("adamw: parameter " + p.str() + ", gradient " + g.str() + ", exp_avg " + m.str() +
+                         ", exp_avg_sq " + v.str() + (master ? ", master " + master->str() : std::string()) +
+                         " must agree");
+}
 
 }  // namespace mmalign

@@ -357,31 +357,16 @@ public:
     /// step) restarts its master from p. Without a master, p is widened, updated and rounded.
     void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<C> m, TensorView<C> v, const AdamWHyper& h,
                     TensorView<C> master = {}) {
-        if (!(p.shape() == g.shape()) || !(p.shape() == m.shape()) || !(p.shape() == v.shape()) ||
-            (!master.empty() && !(p.shape() == master.shape())))
-            throw ShapeError("adamw: parameter " + p.shape().str() + ", gradient " + g.shape().str() + ", exp_avg " +
-                             m.shape().str() + ", exp_avg_sq " + v.shape().str() +
-                             (master.empty() ? std::string() : ", master " + master.shape().str()) + " must agree");
-        const C decay = static_cast<C>(1.0 - h.lr * h.weight_decay);
-        const C b1 = static_cast<C>(h.beta1), b2 = static_cast<C>(h.beta2), eps = static_cast<C>(h.eps);
-        const C step_size = static_cast<C>(h.lr / (1.0 - std::pow(h.beta1, double(h.step))));
-        const C bc2_sqrt = static_cast<C>(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))));
-        const C gs = static_cast<C>(h.grad_scale);
-        const bool decay_on = h.weight_decay != 0, has_master = !master.empty();
+        check_adamw_shapes(p.shape(), g.shape(), m.shape(), v.shape(), master.empty() ? nullptr : &master.shape());
+        const AdamWConstants<C> k(h);
+        const bool has_master = !master.empty();
         T* pd = p.data();
         const T* gd = g.data();
         C *md = m.data(), *vd = v.data(), *wd = has_master ? master.data() : nullptr;
         for (index_t i = 0; i < p.numel(); ++i) {
             C pi = static_cast<C>(pd[i]);
             if (has_master && static_cast<C>(static_cast<T>(wd[i])) == pi) pi = wd[i];
-            C gi = static_cast<C>(gd[i]);
-            if (gs != C(1)) gi *= gs;
-            if (decay_on) pi *= decay;
-            const C mi = md[i] + (gi - md[i]) * (C(1) - b1);
-            const C vi = vd[i] * b2 + (C(1) - b2) * gi * gi;
-            pi += -step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
-            md[i] = mi;
-            vd[i] = vi;
+            pi = adamw_update(pi, static_cast<C>(gd[i]), md[i], vd[i], k);
             if (has_master) wd[i] = pi;
             pd[i] = static_cast<T>(pi);
         }

@@ -614,18 +614,10 @@ public:
     /// the last step (it no longer equals its master rounded) restarts its master from p.
     void adamw_step(TensorView<T> p, ConstView<T> g, TensorView<C> m, TensorView<C> v, const AdamWHyper& h,
                     TensorView<C> master = {}) {
-        if (!(p.shape() == g.shape()) || !(p.shape() == m.shape()) || !(p.shape() == v.shape()) ||
-            (!master.empty() && !(p.shape() == master.shape())))
-            throw ShapeError("adamw: parameter " + p.shape().str() + ", gradient " + g.shape().str() + ", exp_avg " +
-                             m.shape().str() + ", exp_avg_sq " + v.shape().str() +
-                             (master.empty() ? std::string() : ", master " + master.shape().str()) + " must agree");
-        const C decay = static_cast<C>(1.0 - h.lr * h.weight_decay);
-        const C b1 = static_cast<C>(h.beta1), b2 = static_cast<C>(h.beta2), eps = static_cast<C>(h.eps);
-        const C step_size = static_cast<C>(h.lr / (1.0 - std::pow(h.beta1, double(h.step))));
-        const C bc2_sqrt = static_cast<C>(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))));
+        check_adamw_shapes(p.shape(), g.shape(), m.shape(), v.shape(), master.empty() ? nullptr : &master.shape());
+        const AdamWConstants<C> k(h);
         launch_pointwise(p.numel(), cuda::kernels::adamw_kernel<T>, p.data(), master.empty() ? nullptr : master.data(),
-                         g.data(), m.data(), v.data(), p.numel(), h.weight_decay != 0, decay, b1, b2, eps, step_size,
-                         bc2_sqrt, static_cast<C>(h.grad_scale));
+                         g.data(), m.data(), v.data(), p.numel(), k);
     }
     /// False when any element of any tensor is infinite or NaN (a loss-scaled gradient overflowed).
     /// One flag on the device for all tensors, one synchronisation.

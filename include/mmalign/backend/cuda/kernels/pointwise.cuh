@@ -136,21 +136,13 @@ __global__ void bias_activation_kernel(T* y, const T* bias, Activation a, T* pre
 /// parameter whose stored value is no longer its master's rounding was written since the last
 /// step (a clamp, a reload): its master restarts from the stored value.
 template <class T>
-__global__ void adamw_kernel(T* p, acc_t<T>* master, const T* g, acc_t<T>* m, acc_t<T>* v, index_t n, bool decay_on,
-                             acc_t<T> decay, acc_t<T> b1, acc_t<T> b2, acc_t<T> eps, acc_t<T> step_size,
-                             acc_t<T> bc2_sqrt, acc_t<T> grad_scale) {
+__global__ void adamw_kernel(T* p, acc_t<T>* master, const T* g, acc_t<T>* m, acc_t<T>* v, index_t n,
+                             AdamWConstants<acc_t<T>> k) {
     using A = acc_t<T>;
     for (index_t i = global_thread(); i < n; i += grid_threads()) {
         A pi = static_cast<A>(p[i]);
         if (master && static_cast<A>(static_cast<T>(master[i])) == pi) pi = master[i];
-        A gi = static_cast<A>(g[i]);
-        if (grad_scale != A(1)) gi *= grad_scale;
-        if (decay_on) pi *= decay;
-        const A mi = m[i] + (gi - m[i]) * (A(1) - b1);
-        const A vi = v[i] * b2 + (A(1) - b2) * gi * gi;
-        pi += -step_size * mi / (sqrt(vi) / bc2_sqrt + eps);
-        m[i] = mi;
-        v[i] = vi;
+        pi = adamw_update(pi, static_cast<A>(g[i]), m[i], v[i], k);
         if (master) master[i] = pi;
         p[i] = pi;
     }
