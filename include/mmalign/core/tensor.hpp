@@ -164,12 +164,19 @@ private:
     Shape shape_{0};  // a default Tensor holds no elements (Tensor(Shape{}) is a real scalar)
 };
 
+/// The rule of every copy and conversion between tensors (host or device, any element types):
+/// the same number of elements. ShapeError names the operation and both shapes.
+[[noreturn]] inline void throw_size_mismatch(const Shape& src, const Shape& dst, const char* what) {
+    throw ShapeError(std::string(what) + ": source " + src.str() + " and destination " + dst.str() + " differ in size");
+}
+inline void check_same_size(const Shape& src, const Shape& dst, const char* what) {
+    if (src.numel() != dst.numel()) throw_size_mismatch(src, dst, what);  // noreturn: callers' copies see the sizes agree
+}
+
 /// Copies `src` into `dst`; both must hold the same number of elements.
 template <class T>
 void copy(ConstView<T> src, TensorView<T> dst) {
-    if (src.numel() != dst.numel())
-        throw ShapeError("copy: source " + src.shape().str() + " and destination " + dst.shape().str() +
-                         " differ in size");
+    check_same_size(src.shape(), dst.shape(), "copy");
     if (src.numel()) std::memcpy(dst.data(), src.data(), static_cast<std::size_t>(src.numel()) * sizeof(T));
 }
 

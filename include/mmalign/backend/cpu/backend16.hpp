@@ -263,9 +263,7 @@ public:
     template <class U, class V>
         requires((std::is_same_v<U, T> || std::is_same_v<U, C>) && (std::is_same_v<V, T> || std::is_same_v<V, C>))
     void cast(ConstView<U> src, TensorView<V> dst) {
-        if (src.numel() != dst.numel())
-            throw ShapeError("cast: source " + src.shape().str() + " and destination " + dst.shape().str() +
-                             " differ in size");
+        check_same_size(src.shape(), dst.shape(), "cast");
         for (index_t i = 0; i < src.numel(); ++i) dst.data()[i] = static_cast<V>(static_cast<float>(src.data()[i]));
     }
     /// Transfers: the backend's memory is host memory. T ↔ T and float ↔ float copy; float → T

@@ -409,32 +409,26 @@ public:
     template <class U, class V>
         requires((std::is_same_v<U, T> || std::is_same_v<U, C>) && (std::is_same_v<V, T> || std::is_same_v<V, C>))
     void cast(ConstView<U> src, TensorView<V> dst) {
-        if (src.numel() != dst.numel())
-            throw ShapeError("cast: source " + src.shape().str() + " and destination " + dst.shape().str() +
-                             " differ in size");
+        check_same_size(src.shape(), dst.shape(), "cast");
         launch_pointwise(src.numel(), cuda::kernels::cast_kernel<U, V>, src.data(), dst.data(), src.numel());
     }
     /// Device-to-device copy on the stream.
     void copy(ConstView<T> src, TensorView<T> dst) {
-        check_numel(src, dst, "copy");
+        check_same_size(src.shape(), dst.shape(), "copy");
         if (src.numel() && src.data() != dst.data())
             MMALIGN_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), bytes(src), cudaMemcpyDeviceToDevice, stream_));
     }
     /// Host → device; returns when the data has arrived.
     void from_host(ConstView<T> host, TensorView<T> dst) {
-        check_numel(host, dst, "from_host");
-        if (!host.numel()) return;
-        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(dst.data(), host.data(), bytes(host), cudaMemcpyHostToDevice, stream_));
-        synchronize();
+        check_same_size(host.shape(), dst.shape(), "from_host");
+        upload(host.data(), dst.data(), host.numel());
     }
     /// Host floats → device 16-bit storage, rounded to nearest even on the host (as torch's
     /// .to(torch.bfloat16) / .half()): how float checkpoints and inputs reach a 16-bit backend.
     template <class U = T>
         requires(!std::is_same_v<U, C>)
     void from_host(ConstView<C> host, TensorView<std::type_identity_t<U>> dst) {
-        if (host.numel() != dst.numel())
-            throw ShapeError("from_host: source " + host.shape().str() + " and destination " + dst.shape().str() +
-                             " differ in size");
+        check_same_size(host.shape(), dst.shape(), "from_host");
         stage_.assign(host.data(), host.data() + host.numel());
         from_host(ConstView<T>(stage_.data(), host.shape()), dst);
     }
@@ -443,21 +437,14 @@ public:
     template <class U = T>
         requires(!std::is_same_v<U, C>)
     void from_host(ConstView<C> host, TensorView<C> dst) {
-        if (host.numel() != dst.numel())
-            throw ShapeError("from_host: source " + host.shape().str() + " and destination " + dst.shape().str() +
-                             " differ in size");
-        if (!host.numel()) return;
-        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(dst.data(), host.data(), static_cast<std::size_t>(host.numel()) * sizeof(C),
-                                           cudaMemcpyHostToDevice, stream_));
-        synchronize();
+        check_same_size(host.shape(), dst.shape(), "from_host");
+        upload(host.data(), dst.data(), host.numel());
     }
     /// Device 16-bit storage → host floats (exact).
     template <class U = T>
         requires(!std::is_same_v<U, C>)
     void to_host(ConstView<std::type_identity_t<U>> src, TensorView<C> host) {
-        if (host.numel() != src.numel())
-            throw ShapeError("to_host: source " + src.shape().str() + " and destination " + host.shape().str() +
-                             " differ in size");
+        check_same_size(src.shape(), host.shape(), "to_host");
         stage_.resize(static_cast<std::size_t>(src.numel()));
         to_host(src, TensorView<T>(stage_.data(), src.shape()));
         std::copy(stage_.begin(), stage_.end(), host.data());
@@ -466,20 +453,13 @@ public:
     template <class U = T>
         requires(!std::is_same_v<U, C>)
     void to_host(ConstView<C> src, TensorView<C> host) {
-        if (host.numel() != src.numel())
-            throw ShapeError("to_host: source " + src.shape().str() + " and destination " + host.shape().str() +
-                             " differ in size");
-        if (!src.numel()) return;
-        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), src.data(), static_cast<std::size_t>(src.numel()) * sizeof(C),
-                                           cudaMemcpyDeviceToHost, stream_));
-        synchronize();
+        check_same_size(src.shape(), host.shape(), "to_host");
+        download(src.data(), host.data(), src.numel());
     }
     /// Device → host, after every op queued before it; returns when the data has arrived.
     void to_host(ConstView<T> src, TensorView<T> host) {
-        check_numel(src, host, "to_host");
-        if (!src.numel()) return;
-        MMALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), src.data(), bytes(src), cudaMemcpyDeviceToHost, stream_));
-        synchronize();
+        check_same_size(src.shape(), host.shape(), "to_host");
+        download(src.data(), host.data(), src.numel());
     }
     void fill(TensorView<T> x, C v) {
         launch_pointwise(x.numel(), cuda::kernels::fill_kernel<T>, x.data(), x.numel(), static_cast<T>(v));
@@ -773,10 +753,21 @@ private:
             throw ShapeError(std::string(what) + ": expected last extent " + std::to_string(cols) + ", found " +
                              x.shape().str());
     }
-    static void check_numel(ConstView<T> src, ConstView<T> dst, const char* what) {
-        if (src.numel() != dst.numel())
-            throw ShapeError(std::string(what) + ": source " + src.shape().str() + " and destination " +
-                             dst.shape().str() + " differ in size");
+    /// n elements host → device / device → host on the stream, after every op queued before;
+    /// return when the data has arrived.
+    template <class U>
+    void upload(const U* host, U* dst, index_t n) {
+        if (!n) return;
+        MMALIGN_CUDA_CHECK(
+            cudaMemcpyAsync(dst, host, static_cast<std::size_t>(n) * sizeof(U), cudaMemcpyHostToDevice, stream_));
+        synchronize();
+    }
+    template <class U>
+    void download(const U* src, U* host, index_t n) {
+        if (!n) return;
+        MMALIGN_CUDA_CHECK(
+            cudaMemcpyAsync(host, src, static_cast<std::size_t>(n) * sizeof(U), cudaMemcpyDeviceToHost, stream_));
+        synchronize();
     }
 
     void release() noexcept {  // no checks: called from the destructor

@@ -104,9 +104,7 @@ public:
     /// Synchronous transfers, for tests and setup code (the backend's from_host/to_host order
     /// them on its stream instead).
     void copy_from_host(ConstView<T> host) {
-        if (host.numel() != numel())
-            throw ShapeError("DeviceTensor::copy_from_host: source " + host.shape().str() + " and tensor " +
-                             shape_.str() + " differ in size");
+        check_same_size(host.shape(), shape_, "DeviceTensor::copy_from_host");
         if (numel()) MMALIGN_CUDA_CHECK(cudaMemcpy(data_, host.data(), bytes(), cudaMemcpyHostToDevice));
     }
     Tensor<T> to_host() const {
