@@ -10,6 +10,15 @@ foreach(d model corrupt)
 endforeach()
 file(COPY ${FIX}/clip/tiny_quick_gelu/model.safetensors DESTINATION ${DIR}/model)
 file(COPY_FILE ${FIX}/safetensors_bad/overlapping_ranges.safetensors ${DIR}/corrupt/model.safetensors)
+# Folders holding only what one kind of input needs: weights + image processor, weights + tokenizer.
+file(MAKE_DIRECTORY ${DIR}/image_only ${DIR}/text_only)
+file(COPY ${FIX}/clip/tiny_quick_gelu/config.json ${FIX}/clip/tiny_quick_gelu/model.safetensors
+          ${DIR}/model/preprocessor_config.json DESTINATION ${DIR}/image_only)
+file(COPY ${FIX}/clip/tiny_quick_gelu/config.json ${FIX}/clip/tiny_quick_gelu/model.safetensors DESTINATION ${DIR}/text_only)
+# A vocabulary that fits the tiny model's 99-row embedding table (the real one has 49,408 ids).
+file(WRITE ${DIR}/text_only/vocab.json
+     "{\"a\": 0, \"c\": 1, \"t\": 2, \"a</w>\": 3, \"t</w>\": 4, \"ca\": 5, \"cat</w>\": 6, \"<|startoftext|>\": 97, \"<|endoftext|>\": 98}")
+file(WRITE ${DIR}/text_only/merges.txt "#version: 0.2\nc a\nca t</w>\n")
 
 function(expect code stderr_regex)
   execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -38,5 +47,22 @@ expect(1 "vocab.json" embed --model ${DIR}/model --image ${DIR}/model/vocab.json
 expect(0 "" embed --model ${DIR}/model --image ${FIX}/images/cat_crop.png --image ${FIX}/images/coffee_444.jpg --json)
 if(NOT last_out MATCHES "^{\"image_embeds\":\\[\\[" OR last_out MATCHES "text_embeds")
   message(FATAL_ERROR "embed --json printed: ${last_out}")
+endif()
+# Each command reads only the files its inputs use.
+expect(0 "" embed --model ${DIR}/image_only --image ${FIX}/images/cat_crop.png --json)
+if(NOT last_out MATCHES "^{\"image_embeds\":\\[\\[")
+  message(FATAL_ERROR "image-only embed printed: ${last_out}")
+endif()
+expect(0 "" embed --model ${DIR}/text_only --text "a cat" --text "cat" --json)
+if(NOT last_out MATCHES "^{\"text_embeds\":\\[\\[")
+  message(FATAL_ERROR "text-only embed printed: ${last_out}")
+endif()
+expect(0 "" bench --model ${DIR}/image_only --batch 1 --iters 1)
+expect(1 "image_only. has neither vocab.json" embed --model ${DIR}/image_only --text hi)
+expect(1 "text_only/preprocessor_config.json" embed --model ${DIR}/text_only --image ${FIX}/images/cat_crop.png)
+expect(1 "image_only. has neither vocab.json" classify --model ${DIR}/image_only --image ${FIX}/images/cat_crop.png --labels "cat,dog")
+execute_process(COMMAND ${EXE} --help RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "embed --image +\\+ preprocessor_config.json" OR NOT out MATCHES "embed --text +\\+ vocab.json, merges.txt")
+  message(FATAL_ERROR "mmalign-clip --help does not list the files each command reads:\n${out}")
 endif()
 message(STATUS "mmalign-clip: exit codes, messages and JSON as documented")

@@ -4,8 +4,9 @@
 //   mmalign-clip classify --model DIR --image PATH --labels "cat,dog,car" [--template "a photo of a {}."]
 //   mmalign-clip bench    --model DIR --batch B --iters N [--threads T]
 //
-// DIR holds config.json, model.safetensors (or model.safetensors.index.json and its shards),
-// vocab.json, merges.txt and preprocessor_config.json. `embed --json` prints one object
+// DIR holds config.json and model.safetensors (or model.safetensors.index.json and its shards),
+// plus what the inputs need: vocab.json and merges.txt for texts, preprocessor_config.json for
+// images; a command reads only the files its inputs use (`--help` lists them). `embed --json` prints one object
 //   {"image_embeds": [[…]], "text_embeds": [[…]], "logits_per_image": [[…]]}
 // equal to HF's CLIPModel(**CLIPProcessor(text=…, images=…, padding=True)) outputs; keys appear
 // for the inputs given (logits need both). Texts longer than the context (77) are truncated where
@@ -21,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -40,7 +42,13 @@ const char* const kUsage =
     "usage:\n"
     "  mmalign-clip embed    --model DIR [--image PATH]... [--text STRING]... [--json] [--threads T]\n"
     "  mmalign-clip classify --model DIR --image PATH --labels \"a,b,c\" [--template \"a photo of a {}.\"] [--threads T]\n"
-    "  mmalign-clip bench    --model DIR --batch B --iters N [--threads T]\n";
+    "  mmalign-clip bench    --model DIR --batch B --iters N [--threads T]\n"
+    "files read from DIR:\n"
+    "  every command   config.json, model.safetensors (or model.safetensors.index.json + shards)\n"
+    "  embed --image   + preprocessor_config.json\n"
+    "  embed --text    + vocab.json, merges.txt\n"
+    "  classify        + preprocessor_config.json, vocab.json, merges.txt\n"
+    "  bench           nothing more (random inputs)\n";
 
 struct Args {
     std::string command, model, labels, tmpl = "a photo of a {}.";
@@ -96,25 +104,32 @@ Args parse(int argc, char** argv) {
     return a;
 }
 
+/// The model, and the tokenizer and image processor loaded on first use: a command reads only
+/// the files its inputs need (image-only `embed` runs on a folder without tokenizer files).
 struct Pipeline {
     Be be;
+    std::string dir;
     Clip<Be> model;
-    io::ClipTokenizer tokenizer;
-    io::ClipImageProcessorConfig processor;
+    std::optional<io::ClipTokenizer> tokenizer_;
+    std::optional<io::ClipImageProcessorConfig> processor_;
 
-    Pipeline(const std::string& dir, int threads)
-        : be({.threads = threads}),
-          model(Clip<Be>::from_pretrained(be, dir)),
-          tokenizer(io::ClipTokenizer::from_hf_folder(dir)),
-          processor(io::load_clip_image_processor_config(dir + "/preprocessor_config.json")) {}
+    Pipeline(const std::string& d, int threads) : be({.threads = threads}), dir(d), model(Clip<Be>::from_pretrained(be, d)) {}
 
+    io::ClipTokenizer& tokenizer() {
+        if (!tokenizer_) tokenizer_.emplace(io::ClipTokenizer::from_hf_folder(dir));
+        return *tokenizer_;
+    }
+    const io::ClipImageProcessorConfig& processor() {
+        if (!processor_) processor_ = io::load_clip_image_processor_config(dir + "/preprocessor_config.json");
+        return *processor_;
+    }
     Tensor<float> pixels(const std::vector<std::string>& paths) {
         std::vector<io::Image> imgs;
         for (const auto& p : paths) imgs.push_back(io::load_image(p));
-        return io::preprocess(imgs, processor);
+        return io::preprocess(imgs, processor());
     }
     io::ClipTokenizer::Batch tokens(const std::vector<std::string>& texts) {
-        return tokenizer(texts, {.context_length = model.config.text.max_positions, .truncate = true});
+        return tokenizer()(texts, {.context_length = model.config.text.max_positions, .truncate = true});
     }
     Tensor<float> image_embeds(const Tensor<float>& px) {
         Tensor<float> f(Shape{px.dim(0), model.config.projection_dim});
