@@ -2,8 +2,8 @@
 """Writes tests/fixtures/clip_layouts/<name>/{config.json,keys.json} for the four OpenAI CLIP layouts.
 
 Run by hand:  pip install torch transformers && python3 tools/make_layout_fixtures.py
-config.json holds the architecture fields of the hub configs (models.md §1.1: B/32, B/16, L/14,
-L/14@336); keys.json maps every state-dict key of transformers' CLIPModel built from it (on the
+config.json holds the architecture fields of the hub configs (openai/clip-vit-base-patch32, -base-patch16,
+-large-patch14, -large-patch14-336 on the Hugging Face hub); keys.json maps every state-dict key of transformers' CLIPModel built from it (on the
 meta device: no weights) to its shape, so the test checks that mmalign builds the same tensors.
 """
 import json

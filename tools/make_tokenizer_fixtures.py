@@ -4,7 +4,7 @@ forms, a corpus of test strings and the ids Hugging Face's CLIPTokenizer gives f
 
   bpe_simple_vocab_16e6.txt.gz   OpenAI's file, copied byte for byte from the open-clip-torch wheel
   hf/vocab.json, hf/merges.txt   built from it the way the hub's openai/clip-* files are laid out
-                                 (models.md §1.5): ids 0..255 the byte symbols in table order,
+                                 (the hub's openai/clip-* folders): ids 0..255 the byte symbols in table order,
                                  256..511 the same + "</w>", then one id per merge, then the two
                                  specials; merges.txt is "#version: 0.2" + the first 48,894 merges
   hf/tokenizer_config.json       special tokens as strings (what transformers v5 saves), max 77

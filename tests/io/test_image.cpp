@@ -491,7 +491,7 @@ TEST_CASE("center_crop pads like HF when the image is smaller than the crop (ima
 }
 
 TEST_CASE("shortest_edge_size follows HF get_resize_output_image_size (long edge truncated)") {
-    CHECK(shortest_edge_size(480, 640, 224) == std::pair<index_t, index_t>{224, 298});  // models.md §1.4 example
+    CHECK(shortest_edge_size(480, 640, 224) == std::pair<index_t, index_t>{224, 298});  // 480×640 → 224×298, the shortest-edge rule of transformers image_processing_utils
     CHECK(shortest_edge_size(640, 480, 224) == std::pair<index_t, index_t>{298, 224});
     CHECK(shortest_edge_size(300, 300, 224) == std::pair<index_t, index_t>{224, 224});
     CHECK(shortest_edge_size(1, 37, 224) == std::pair<index_t, index_t>{224, 8288});

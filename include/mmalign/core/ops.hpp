@@ -18,7 +18,7 @@ namespace mmalign {
 /// Whether a gemm operand is used as stored (N) or transposed (T).
 enum class Trans { N, T };
 
-/// Pointwise nonlinearities of the reference models (models.md §0):
+/// Pointwise nonlinearities of the reference models (transformers' activations.py):
 /// quick_gelu x·σ(1.702x) (CLIP), gelu with erf (BERT, BLIP, Q-Former), gelu_tanh (HF "gelu_new"),
 /// relu (OPT).
 enum class Activation { none, relu, gelu, gelu_tanh, quick_gelu };

@@ -1,5 +1,6 @@
 // mmalign/io/clip_image_processor.hpp — Hugging Face's CLIP image preprocessing on the PIL path
-// (transformers 5.24 `CLIPImageProcessorPil`, v4 `CLIPImageProcessor`; models.md §1.4, §6),
+// (transformers 5.24 `CLIPImageProcessorPil`, v4 `CLIPImageProcessor`;
+// image_processing_pil_clip.py, image_processing_clip.py; resizing in io/pillow_resize.hpp),
 // bit for bit given Pillow's decoded pixels.
 //
 // Per image, in HF's order: convert to RGB (to_rgb_on_white: alpha composited onto white) →

@@ -7,7 +7,9 @@
 //                         4-component (CMYK/YCCK) JPEG comes back as RGB by Pillow's formula.
 //                         PNG and BMP through stb_image, palettes expanded (tRNS → RGBA), then
 //                         Pillow's rules for 16-bit PNG and 32-bit BMP. EXIF orientation is not
-//                         applied, as in PIL.Image.open (models.md §6.3).
+//                         applied, as in PIL.Image.open (Pillow rotates only in
+//                         ImageOps.exif_transpose, which transformers' image_utils.load_image
+//                         calls; rotate first to match that entry point).
 //   to_rgb(img)           Pillow's img.convert("RGB"): L replicated, alpha dropped, no premultiply.
 //   to_rgb_on_white(img)  transformers' convert_to_rgb (5.24): alpha composited onto opaque white
 //                         with Pillow's integer Image.alpha_composite, then RGB.

@@ -1,5 +1,5 @@
 // mmalign/io/pillow_resize.hpp — Pillow's `Image.resize(size, resample)` on 8-bit images,
-// reproduced bit for bit (Pillow src/libImaging/Resample.c and Geometry.c; models.md §6.1).
+// reproduced bit for bit (Pillow src/libImaging/Resample.c and Geometry.c).
 //
 // Bicubic (a = −0.5, support 2) and bilinear (support 1), per axis: scale = in/out, the support
 // widened by max(scale, 1); for output i, center = (i + 0.5)·scale, taps xmin = (int)(center −

@@ -843,7 +843,8 @@ void check_load(M& module, const S& source, const std::string& prefix, const Loa
     if (!opt.allow_unexpected)
         for (const auto& key : source.names()) {
             // HF keeps non-persistent buffers such as embeddings.position_ids out of its own
-            // state dicts but old checkpoints hold them (models.md §0): never a parameter.
+            // state dicts but old checkpoints hold them (registered with persistent=False in
+            // modeling_clip.py): never a parameter.
             if (!key.starts_with(prefix) || named.count(key) || key.ends_with("position_ids")) continue;
             const TensorInfo& e = source.info(key);
             unexpected.push_back(key + " (found " + e.shape.str() + " " + std::string(to_string(e.dtype)) + ")");

@@ -2,7 +2,8 @@
 //
 //   logits [B, T, V], labels [B, T] (int32; −100 = ignore, as HF's labels)
 //   loss = mean over {(b, t) : t < T−1, labels[b, t+1] ≠ −100} of CE(logits[b, t], labels[b, t+1])
-// with optional label smoothing ε (torch's CE; BLIP's LM and BLIP-2's ITG use 0.1, models.md §5).
+// with optional label smoothing ε (torch's CE; BLIP's LM and BLIP-2's ITG use 0.1: BLIP's
+// models/med.py, LAVIS's blip2_qformer.py).
 // The shift is done on the labels (the last position of each row becomes ignored), so the logits
 // are used in place. With `shift = false` labels are already aligned with the logits.
 // Backward: d_logits assigned, zero on ignored rows.

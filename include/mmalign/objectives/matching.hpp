@@ -1,5 +1,6 @@
 // mmalign/objectives/matching.hpp — image–text matching (ITM) with hard negatives (BLIP, BLIP-2;
-// models.md §5.2–5.3).
+// Li et al. 2022 §3.2 and BLIP's models/blip_pretrain.py; Li et al. 2023 §3.2 and LAVIS's
+// blip2_qformer.py).
 //
 // Negatives: for each text a negative image is drawn with probability softmax(sim_t2i[t, :]) over
 // the other images, and for each image a negative text from softmax(sim_i2t[i, :]) — the own pair
