@@ -26,7 +26,7 @@ void require(bool ok) {
 bool valid_utf8(std::string_view s) {
     for (std::size_t i = 0; i < s.size();) {
         const char* why = nullptr;
-        int n = mmalign::io::detail::clip::utf8_length(s, i, &why);
+        int n = mmalign::io::detail::utf8_length(s, i, &why);
         if (n == 0) return false;
         i += static_cast<std::size_t>(n);
     }

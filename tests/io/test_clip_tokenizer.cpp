@@ -187,7 +187,7 @@ TEST_CASE("ClipTokenizer: the default call is padding=True, truncation=True, max
     CHECK(wide.input_ids.shape() == mmalign::Shape{2, 102});
 }
 
-TEST_CASE("ClipTokenizer: published ids (models.md §1.5)") {
+TEST_CASE("ClipTokenizer: ids of openai/clip-vit-base-patch32 on known phrases (equal HF CLIPTokenizer)") {
     const auto& tok = hf_tokenizer();
     CHECK(with_specials(tok, "a photo of a cat") == Ids{49406, 320, 1125, 539, 320, 2368, 49407});
     CHECK(with_specials(tok, "hello world") == Ids{49406, 3306, 1002, 49407});
