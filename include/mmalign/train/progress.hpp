@@ -3,18 +3,25 @@
 // Progress draws a one-line bar with step rate and ETA when stderr is a terminal, and prints a
 // plain line at most every `interval` seconds otherwise (CI logs, files), so logs stay readable.
 // MetricsLog appends one JSON object per line and flushes it, so a crashed run keeps its history.
+// With `tensorboard_dir` set it also writes every numeric field of each record except "step" as a
+// TensorBoard scalar at the record's "step" (train/tensorboard.hpp), so `tensorboard --logdir`
+// shows the same numbers as the JSONL.
 #pragma once
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "mmalign/core/error.hpp"
+#include "mmalign/train/tensorboard.hpp"
 
 namespace mmalign {
 
@@ -70,20 +77,50 @@ private:
     long first_done_ = -1;
 };
 
+struct MetricsLogOptions {
+    std::string tensorboard_dir{};  // non-empty: also write TensorBoard scalars into a new event file there
+};
+
 class MetricsLog {
 public:
-    /// Truncates `path` unless `append` (resuming a run appends to its history).
-    explicit MetricsLog(const std::string& path, bool append = false)
-        : out_(path, append ? std::ios::app : std::ios::trunc) {
+    /// Truncates `path` unless `append` (resuming a run appends to its history). A resumed run's
+    /// TensorBoard file starts with a SessionLog START at its first record's step, so TensorBoard
+    /// drops what an interrupted run logged past its last checkpoint.
+    explicit MetricsLog(const std::string& path, bool append = false, const MetricsLogOptions& options = {})
+        : path_(path), out_(path, append ? std::ios::app : std::ios::trunc), resumed_(append) {
         if (!out_) throw IoError(path + ": cannot open the metrics file for writing");
-    }
-    void write(const nlohmann::json& record) {
-        out_ << record.dump() << '\n';
-        out_.flush();
+        if (!options.tensorboard_dir.empty()) tensorboard_.emplace(options.tensorboard_dir);
     }
 
+    /// Appends `record` (a JSON object) as one line. With TensorBoard on, the record needs an
+    /// integer "step"; its other numeric fields (booleans, strings and nested values are not
+    /// scalars) become one event at that step.
+    void write(const nlohmann::json& record) {
+        if (tensorboard_) {
+            const auto step = record.is_object() ? record.find("step") : record.end();
+            if (!record.is_object() || step == record.end() || !step->is_number_integer())
+                throw ArgumentError(path_ + ": a metrics record needs an integer \"step\" for TensorBoard: " + record.dump());
+        }
+        out_ << record.dump() << '\n';
+        out_.flush();
+        if (!out_) throw IoError(path_ + ": writing the metrics file failed");
+        if (!tensorboard_) return;
+        const std::int64_t step = record.at("step").get<std::int64_t>();
+        std::vector<std::pair<std::string, float>> scalars;
+        for (const auto& [key, value] : record.items())
+            if (key != "step" && value.is_number()) scalars.emplace_back(key, value.get<float>());
+        if (resumed_) tensorboard_->add_session_start(step), resumed_ = false;
+        if (!scalars.empty()) tensorboard_->add_scalars(step, scalars);
+    }
+
+    /// The TensorBoard event file being written, or nullptr without one.
+    const TensorBoardWriter* tensorboard() const { return tensorboard_ ? &*tensorboard_ : nullptr; }
+
 private:
+    std::string path_;
     std::ofstream out_;
+    bool resumed_;
+    std::optional<TensorBoardWriter> tensorboard_;
 };
 
 }  // namespace mmalign
