@@ -1,15 +1,20 @@
 // Zero-shot image classification with a Hugging Face CLIP folder — the library calls behind
-// `mmalign-clip classify`, written out.
+// `mmalign-clip classify`, written out, with xtensor for the probabilities and the ranking.
 //
 //   clip_zero_shot <model-dir> <image> <label> [<label>...]
 //   e.g. clip_zero_shot clip-vit-base-patch32 cat.jpg "cat" "dog" "car"
+// prints one line per label, best first: the label and its softmax probability.
 #include <mmalign/backend/cpu/backend.hpp>
 #include <mmalign/io/clip_image_processor.hpp>
 #include <mmalign/io/clip_tokenizer.hpp>
 #include <mmalign/io/image.hpp>
-#include <mmalign/models/clip.hpp>
+#include <mmalign/models/clip_xtensor.hpp>
 
-#include <cmath>
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xsort.hpp>
+#include <xtensor/xview.hpp>
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -35,17 +40,17 @@ int main(int argc, char** argv) try {
     for (const auto& l : labels) prompts.push_back(std::string("a photo of a ").append(l).append("."));
     auto tokens = tokenizer(prompts);
 
-    // CLIPModel's forward: normalised embeddings and logits_per_image [1, N].
-    const auto n = static_cast<mmalign::index_t>(prompts.size());
-    auto out = model.forward(be, pixels.view(), {tokens.input_ids.begin(), tokens.input_ids.end()},
-                             {tokens.attention_mask.begin(), tokens.attention_mask.end()}, n);
+    // CLIPModel's forward on zero-copy xtensor views of the inputs; logits_per_image [1, N] comes
+    // back as an xt::xtensor.
+    auto out = mmalign::forward(be, model, mmalign::as_xtensor<4>(pixels), mmalign::as_xtensor<2>(tokens.input_ids),
+                                mmalign::as_xtensor<2>(tokens.attention_mask));
 
-    // Softmax over the labels.
-    double max = -INFINITY, sum = 0;
-    for (mmalign::index_t i = 0; i < n; ++i) max = std::max(max, double(out.logits_per_image(0, i)));
-    std::vector<double> p(prompts.size());
-    for (mmalign::index_t i = 0; i < n; ++i) sum += p[std::size_t(i)] = std::exp(out.logits_per_image(0, i) - max);
-    for (std::size_t i = 0; i < p.size(); ++i) std::printf("%-20s %.4f\n", labels[i].c_str(), p[i] / sum);
+    // Softmax over the labels (in double), then the labels best first.
+    const xt::xtensor<double, 1> logits = xt::cast<double>(xt::row(out.logits_per_image, 0));  // [N]
+    xt::xtensor<double, 1> p = xt::exp(logits - xt::amax(logits)());                          // [N]
+    p /= xt::sum(p)();
+    const xt::xtensor<std::size_t, 1> best_first = xt::flip(xt::argsort(p), 0);  // [N]
+    for (std::size_t i : best_first) std::printf("%-20s %.4f\n", labels[i].c_str(), p(i));
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "clip_zero_shot: %s\n", e.what());
