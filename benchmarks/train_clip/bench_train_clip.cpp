@@ -9,9 +9,9 @@
 //   bench_train_clip run --dir DIR [--threads T]
 //       trains N steps from init and prints one JSON line: steps_per_s (after 2 warm-up steps),
 //       losses, peak_rss_mb
-// The step is the example's (train_step.hpp, shared with the CUDA benchmark bench_train_clip_gpu):
-// image and text features, soft-target InfoNCE, backward, clip the global norm to 1, AdamW (lr
-// 1e-3, betas 0.9/0.98, eps 1e-6, wd 0.05), clamp logit_scale.
+// The step is the example's: the library's TrainStep with CLIP's task (train_step.hpp, shared with
+// the CUDA benchmark bench_train_clip_gpu): image and text features, soft-target InfoNCE, backward,
+// clip the global norm to 1, AdamW (lr 1e-3, betas 0.9/0.98, eps 1e-6, wd 0.05), clamp logit_scale.
 #include <mmalign/backend/cpu/backend.hpp>
 #include <mmalign/io/idx.hpp>
 #include <mmalign/io/safetensors.hpp>

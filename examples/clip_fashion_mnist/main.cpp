@@ -4,10 +4,11 @@
 // class name through the template ensemble, as CLIP's zero-shot evaluation does.
 //
 //   clip_fashion_mnist [--data DIR] [--out DIR] [--quick] [--epochs E] [--batch B] [--threads T]
-//                      [--seed S] [--steps N] [--stop-after N] [--resume CKPT]
+//                      [--seed S] [--steps N] [--stop-after N] [--resume CKPT] [--tensorboard DIR]
 //
 // Data: the Debian package dataset-fashion-mnist (IDX gzip under /usr/share/datasets/fashion-mnist).
-// Writes OUT/checkpoint.safetensors, OUT/metrics.jsonl and OUT/curves.png, and prints
+// Writes OUT/checkpoint.safetensors, OUT/metrics.jsonl, TensorBoard events of the same numbers
+// under OUT/tb (or --tensorboard DIR) and the training curves as OUT/curves.svg and .png, and prints
 //   zero-shot top1=… i2t_R@1=… t2i_R@1=… train_seconds=…
 // Same-class pairs in a batch share their captions' meaning, so the contrastive targets spread
 // over every same-class pair (soft targets, as BLIP's retrieval fine-tuning does with image ids)
@@ -15,12 +16,13 @@
 #include <mmalign/backend/cpu/backend.hpp>
 #include <mmalign/io/idx.hpp>
 #include <mmalign/models/clip.hpp>
-#include <mmalign/objectives/contrastive.hpp>
+#include <mmalign/models/clip_contrastive.hpp>
 #include <mmalign/train/adamw.hpp>
 #include <mmalign/train/checkpoint.hpp>
-#include <mmalign/train/gradients.hpp>
+#include <mmalign/train/plot.hpp>
 #include <mmalign/train/progress.hpp>
 #include <mmalign/train/schedule.hpp>
+#include <mmalign/train/train_step.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -32,8 +34,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "plot.hpp"
 
 using namespace mmalign;
 using Be = CpuBackend<float>;
@@ -52,6 +52,7 @@ struct Options {
     std::string data = "/usr/share/datasets/fashion-mnist";
     std::string out = "clip_fashion_mnist_out";
     std::string resume;
+    std::string tensorboard;  // default: OUT/tb
     bool quick = false;
     int epochs = 12;
     int batch = 256;
@@ -245,6 +246,7 @@ Options parse(int argc, char** argv) {
         if (a == "--data") o.data = next();
         else if (a == "--out") o.out = next();
         else if (a == "--resume") o.resume = next();
+        else if (a == "--tensorboard") o.tensorboard = next();
         else if (a == "--quick") o.quick = true;
         else if (a == "--epochs") o.epochs = std::stoi(next());
         else if (a == "--batch") o.batch = std::stoi(next());
@@ -254,7 +256,10 @@ Options parse(int argc, char** argv) {
         else if (a == "--stop-after") o.stop_after = std::stol(next());
         else if (a == "--help" || a == "-h") {
             std::printf("usage: clip_fashion_mnist [--data DIR] [--out DIR] [--quick] [--epochs E] [--batch B]\n"
-                        "                          [--threads T] [--seed S] [--steps N] [--stop-after N] [--resume CKPT]\n");
+                        "                          [--threads T] [--seed S] [--steps N] [--stop-after N] [--resume CKPT]\n"
+                        "                          [--tensorboard DIR]\n"
+                        "writes OUT/metrics.jsonl, TensorBoard events in OUT/tb (or DIR), OUT/curves.svg and\n"
+                        "OUT/curves.png, and OUT/checkpoint.safetensors (default OUT: clip_fashion_mnist_out)\n");
             std::exit(0);
         } else throw ArgumentError("unknown option " + a + " (see --help)");
     }
@@ -283,28 +288,29 @@ int main(int argc, char** argv) try {
     model.init_like_hf(opt.seed + 1);
 
     Be be({.threads = opt.threads});
-    const index_t B = opt.batch, L = tok.length, E = cfg.projection_dim;
+    const index_t B = opt.batch, L = tok.length;
     const long steps_per_epoch = long(train_n / B);
     const long total = opt.steps > 0 ? opt.steps : steps_per_epoch * opt.epochs;
     AdamW<Be> adamw({.lr = 2e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.05});
     WarmupCosine sched{.base_lr = 2e-3, .warmup = std::min(200L, total / 10), .total = total};
-    SymmetricInfoNce<Be> objective;
+    // One step: zero_grad, features, soft-target InfoNCE, backward, clip the global norm to 1,
+    // AdamW at the schedule's rate, clamp the logit scale (train/train_step.hpp).
+    TrainStep<Be> trainer(adamw, {.max_grad_norm = 1.0});
+    ClipContrastiveTask<Be> task(model);
 
     std::filesystem::create_directories(opt.out);
     long step = 0;
     if (!opt.resume.empty()) step = long(load_checkpoint(opt.resume, model, adamw));
-    MetricsLog metrics(opt.out + "/metrics.jsonl", /*append=*/!opt.resume.empty());
+    MetricsLog metrics(opt.out + "/metrics.jsonl", /*append=*/!opt.resume.empty(),
+                       {.tensorboard_dir = opt.tensorboard.empty() ? opt.out + "/tb" : opt.tensorboard});
     std::printf("clip_fashion_mnist: %lld parameters, %ld steps of batch %lld (%ld per epoch), %d threads%s\n",
                 (long long)count_parameters(model), total, (long long)B, steps_per_epoch, opt.threads,
                 step ? (", resuming at step " + std::to_string(step)).c_str() : "");
 
-    Tensor<float> px(Shape{B, 1, 28, 28}), fi(Shape{B, E}), ft(Shape{B, E}), d_fi(Shape{B, E}), d_ft(Shape{B, E});
-    Tensor<float> soft(Shape{B, B});
+    Tensor<float> px(Shape{B, 1, 28, 28});  // [B, 1, 28, 28]
+    Tensor<float> soft(Shape{B, B});         // [B, B] soft contrastive targets
     std::vector<std::int32_t> ids(static_cast<std::size_t>(B * L)), mask(static_cast<std::size_t>(B * L));
     std::vector<index_t> perm(static_cast<std::size_t>(train_n)), batch_idx(static_cast<std::size_t>(B));
-    Clip<Be>::ImageSaved si;
-    Clip<Be>::TextSaved st;
-    SymmetricInfoNce<Be>::Saved sl;
     std::vector<std::pair<double, double>> loss_curve, acc_curve;
     Progress progress(total, "train");
     double train_seconds = 0, loss_avg = 0;
@@ -336,17 +342,12 @@ int main(int argc, char** argv) try {
                 soft(i, j) = train.labels[std::size_t(batch_idx[std::size_t(i)])] == train.labels[std::size_t(batch_idx[std::size_t(j)])] ? 1.f / float(same) : 0.f;
         }
 
-        zero_grad(model);
-        model.image_features(be, px.view(), fi.view(), &si);
-        model.text_features(be, ids, mask, B, ft.view(), &st);
-        auto r = objective.forward(be, fi.view(), ft.view(), model.logit_scale, sl, soft.view(), soft.view());
-        objective.backward(be, sl, 1.f, d_fi.view(), d_ft.view(), model.logit_scale, GradMode::accumulate);
-        model.image_features_backward(be, si, d_fi.view(), GradMode::accumulate);
-        model.text_features_backward(be, st, d_ft.view(), GradMode::accumulate);
-        const double gnorm = clip_grad_norm(be, model, 1.0);
-        const double lr = sched(step);
-        adamw.step(be, model, lr);
-        objective.clamp_logit_scale(be, model.logit_scale);
+        const auto record = trainer(be, task,
+                                    {.pixels = px.view(), .ids = ids, .attention_mask = mask, .soft_i2t = soft.view(),
+                                     .soft_t2i = soft.view()},
+                                    sched(step));
+        const auto& r = record.result;
+        const double gnorm = record.grad_norm, lr = record.lr;
 
         loss_avg = step % steps_per_epoch == 0 && loss_curve.empty() ? r.loss : 0.95 * loss_avg + 0.05 * r.loss;
         if (step % 10 == 0 || step + 1 == total) {
@@ -381,15 +382,61 @@ int main(int argc, char** argv) try {
                    {"t2i_R@1", ev.t2i_r1}, {"t2i_R@5", ev.t2i_r5}, {"train_seconds", train_seconds},
                    {"test_images", eval_n}});
 
-    // Left panel: training loss (0 .. first logged loss); right: zero-shot top-1 (0 .. 1); x: epochs.
-    plot::Canvas canvas(960, 400);
-    const double x1 = double(total) / steps_per_epoch, y_loss = loss_curve.empty() ? 1 : loss_curve.front().second;
-    canvas.panel(40, 30, 400, 330, {{loss_curve, 200, 40, 40}}, 0, x1, 0, y_loss);
-    canvas.panel(520, 30, 400, 330, {{acc_curve, 30, 90, 200}}, 0, x1, 0, 1);
-    if (!canvas.save(opt.out + "/curves.png")) std::fprintf(stderr, "warning: could not write %s/curves.png\n", opt.out.c_str());
+    // The curves as OUT/curves.svg and OUT/curves.png (train/plot.hpp): the logged batch losses and
+    // their centred mean on the left, zero-shot top-1 on the right, both against epochs.
+    auto grouped = [](long long n) {  // 277633 → "277,633"
+        const std::string d = std::to_string(n);
+        std::string out;
+        for (std::size_t i = 0; i < d.size(); ++i) {
+            if (i > 0 && (d.size() - i) % 3 == 0) out += ',';
+            out += d[i];
+        }
+        return out;
+    };
+    plot::Figure fig;
+    fig.title = "A " + grouped((long long)count_parameters(model)) + "-parameter CLIP trained on Fashion-MNIST";
+    plot::Panel& lp = fig.panels.emplace_back();
+    lp.title = "Training loss (symmetric InfoNCE, batch " + std::to_string(B) + ")";
+    lp.x = {.label = "epoch (passes over " + grouped(train_n) + " images)", .min = 0.0};
+    lp.y.label = "loss (nats)";
+    // The batch losses, and their centred mean over 2h + 1 logged points (fewer at the ends), which
+    // follows the trend without the lag of an exponential average; h = 0 on short runs.
+    const std::size_t h = loss_curve.size() / 50;
+    plot::Series batch_loss{.name = "batch loss, every 10th step", .points = loss_curve,
+                            .color = h ? plot::colors::pink : plot::colors::red, .line_width = h ? 1.5 : 2.5,
+                            .annotate_last = h == 0, .decimals = 3};
+    plot::Series smooth{.name = "mean of " + std::to_string(2 * h + 1) + " logged batches",
+                        .color = plot::colors::red, .line_width = 2.5, .decimals = 3};
+    for (std::size_t i = 0; i < loss_curve.size(); ++i) {
+        const std::size_t a = i >= h ? i - h : 0, b = std::min(loss_curve.size(), i + h + 1);
+        double sum = 0;
+        for (std::size_t j = a; j < b; ++j) sum += loss_curve[j].second;
+        smooth.points.emplace_back(loss_curve[i].first, sum / double(b - a));
+    }
+    lp.series = {batch_loss};
+    if (h > 0) lp.series.push_back(smooth);
+    plot::Panel& ap = fig.panels.emplace_back();
+    ap.title = "Zero-shot top-1 accuracy";
+    ap.x = {.label = "epoch", .min = 0.0};
+    ap.y.label = "top-1 accuracy (%)";
+    plot::Series per_epoch{.name = grouped(std::min<index_t>(eval_n, 2000)) + " test images, each epoch",
+                           .color = plot::colors::blue, .marker_radius = 3.5, .decimals = 1, .unit = "%"};
+    for (std::size_t i = 0; i + 1 < acc_curve.size(); ++i) per_epoch.points.emplace_back(acc_curve[i].first, 100 * acc_curve[i].second);
+    plot::Series final_eval{.name = grouped(eval_n) + " test images, end",
+                            .points = {{acc_curve.back().first, 100 * ev.top1}},
+                            .color = plot::colors::green,
+                            .line_width = 0,
+                            .marker_radius = 5,
+                            .decimals = 2,
+                            .unit = "%"};
+    ap.series = {per_epoch, final_eval};
+    fig.save(opt.out + "/curves");
 
-    std::printf("final loss %.4f (plot: %s/curves.png, loss 0..%.3f left, zero-shot top-1 0..1 right)\n",
-                loss_curve.empty() ? 0.0 : loss_curve.back().second, opt.out.c_str(), y_loss);
+    const std::string tb_dir = opt.tensorboard.empty() ? opt.out + "/tb" : opt.tensorboard;
+    std::printf("final loss %.4f (mean of the last %zu logged: %.4f); curves: %s/curves.svg and .png; "
+                "TensorBoard: tensorboard --logdir %s\n",
+                loss_curve.empty() ? 0.0 : loss_curve.back().second, h + 1, smooth.points.empty() ? 0.0 : smooth.points.back().second,
+                opt.out.c_str(), tb_dir.c_str());
     std::printf("zero-shot top1=%.4f i2t_R@1=%.4f t2i_R@1=%.4f i2t_R@5=%.4f t2i_R@5=%.4f train_seconds=%.1f\n", ev.top1,
                 ev.i2t_r1, ev.t2i_r1, ev.i2t_r5, ev.t2i_r5, train_seconds);
     const double target = opt.quick ? 0.75 : 0.85;

@@ -10,18 +10,22 @@
 #include "mmalign/core/tensor.hpp"
 
 #include "mmalign/backend/cpu/backend.hpp"
+#include "mmalign/backend/cpu/backend16.hpp"
 
 #include "mmalign/nn/attention.hpp"
 #include "mmalign/nn/embedding.hpp"
 #include "mmalign/nn/layer_norm.hpp"
 #include "mmalign/nn/linear.hpp"
 #include "mmalign/nn/mlp.hpp"
+#include "mmalign/nn/scaled_cosine_similarity.hpp"
+#include "mmalign/nn/sublayer.hpp"
 #include "mmalign/nn/transformer_block.hpp"
 #include "mmalign/nn/transformer_stack.hpp"
 
 #include "mmalign/encoders/text_transformer.hpp"
 #include "mmalign/encoders/vision_transformer.hpp"
 #include "mmalign/models/clip.hpp"
+#include "mmalign/models/clip_contrastive.hpp"
 
 #include "mmalign/objectives/contrastive.hpp"
 #include "mmalign/objectives/language_modeling.hpp"
@@ -33,6 +37,7 @@
 #include "mmalign/train/gradients.hpp"
 #include "mmalign/train/progress.hpp"
 #include "mmalign/train/schedule.hpp"
+#include "mmalign/train/train_step.hpp"
 
 // Outside data. io/image.hpp is not included here: it needs libjpeg-turbo at link time
 // (target mmalign::image).
@@ -40,3 +45,4 @@
 #include "mmalign/io/hf_config.hpp"
 #include "mmalign/io/idx.hpp"
 #include "mmalign/io/safetensors.hpp"
+#include "mmalign/io/tensor_map.hpp"

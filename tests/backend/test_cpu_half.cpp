@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "mmalign/backend/cpu/backend.hpp"
+#include "mmalign/backend/cpu/backend16.hpp"
 #include "mmalign/core/float16.hpp"
 #include "mmalign/io/hf_config.hpp"
 #include "mmalign/io/safetensors.hpp"

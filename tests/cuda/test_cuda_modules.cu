@@ -119,8 +119,8 @@ TEST_CASE("Linear on CUDA equals Linear on the CPU: forward, d_x (assigned and a
         check_device(gpu, "Linear d_x", gdx.view(), dx.view());
         check_gradients(gpu, cm, gm);
         // Residual-stream form: d_x added to what it holds; parameter gradients accumulate again.
-        cm.backward_from(cpu, cs.x.view(), cs.pre.view(), dy.view(), dx.view(), GradMode::accumulate, true);
-        gm.backward_from(gpu, gs.x.view(), gs.pre.view(), gdy.view(), gdx.view(), GradMode::accumulate, true);
+        cm.backward_from(cpu, cs.x.view(), cs.pre.view(), dy.view(), dx.view(), GradMode::accumulate, InputGradMode::accumulate);
+        gm.backward_from(gpu, gs.x.view(), gs.pre.view(), gdy.view(), gdx.view(), GradMode::accumulate, InputGradMode::accumulate);
         check_device(gpu, "Linear d_x accumulated", gdx.view(), dx.view());
         check_gradients(gpu, cm, gm);
     }
@@ -142,8 +142,8 @@ TEST_CASE("LayerNorm on CUDA equals LayerNorm on the CPU, forward and backward")
     cm.forward(cpu, x.view(), y.view(), &cs);
     gm.forward(gpu, gx.view(), gy.view(), &gs);
     check_device(gpu, "LayerNorm y", gy.view(), y.view());
-    cm.backward(cpu, cs, dy.view(), dx.view(), GradMode::accumulate, true);
-    gm.backward(gpu, gs, gdy.view(), gdx.view(), GradMode::accumulate, true);
+    cm.backward(cpu, cs, dy.view(), dx.view(), GradMode::accumulate, InputGradMode::accumulate);
+    gm.backward(gpu, gs, gdy.view(), gdx.view(), GradMode::accumulate, InputGradMode::accumulate);
     check_device(gpu, "LayerNorm d_x (accumulated)", gdx.view(), dx.view());
     check_gradients(gpu, cm, gm);
 }
@@ -457,6 +457,41 @@ TEST_CASE("transformer stacks on CUDA equal the CPU's: a CLIP-style pre-norm enc
         check_device(gpu, "post-norm stack d_enc", gdenc.view(), denc.view());
         check_gradients(gpu, cm, gm);
     }
+}
+
+TEST_CASE("stack decoding on CUDA (padded prompt, cross-attention projected once, masks uploaded once per step, beams "
+          "reordered) equals the CPU's") {
+    Cpu cpu;
+    Gpu gpu;
+    const typename TransformerBlock<Cpu, PostNorm>::Config cb{
+        .dim = 32, .heads = 4, .mlp_hidden = 48, .activation = Activation::gelu, .eps = 1e-12,
+        .cross_attention = true, .cross_dim = 24, .names = BlockNames::bert()};
+    const typename TransformerBlock<Gpu, PostNorm>::Config gb{
+        .dim = 32, .heads = 4, .mlp_hidden = 48, .activation = Activation::gelu, .eps = 1e-12,
+        .cross_attention = true, .cross_dim = 24, .names = BlockNames::bert()};
+    TransformerStack<Cpu, PostNorm> cm({.layers = 2, .block = cb, .layer_name = "layer"});
+    TransformerStack<Gpu, PostNorm> gm({.layers = 2, .block = gb, .layer_name = "layer"});
+    randomize(cm, 60);
+    load(gpu, cm, gm);
+    const Tensor<float> prompt = random_host({2, 3, 32}, 61), enc = random_host({2, 5, 24}, 62),
+                        next = random_host({3, 1, 32}, 63);
+    const std::vector<std::int32_t> prompt_keep = {0, 1, 1, 1, 1, 1}, enc_keep = {1, 1, 1, 1, 0, 1, 1, 1, 1, 1};
+    const std::vector<std::int32_t> beams = {1, 0, 1};
+    auto genc = upload(gpu, enc), gprompt = upload(gpu, prompt), gnext = upload(gpu, next);
+    TransformerStack<Cpu, PostNorm>::Cache cc;
+    TransformerStack<Gpu, PostNorm>::Cache gc;
+    cm.start_cache(cpu, cc, 2, 4, enc.view(), enc_keep);
+    gm.start_cache(gpu, gc, 2, 4, genc.view(), enc_keep);
+    Tensor<float> y0(prompt.shape()), y1(next.shape());
+    auto gy0 = test::poisoned(gpu, prompt.shape()), gy1 = test::poisoned(gpu, next.shape());
+    cm.forward_cached(cpu, prompt.view(), cc, prompt_keep, y0.view());
+    gm.forward_cached(gpu, gprompt.view(), gc, prompt_keep, gy0.view());
+    check_device(gpu, "cached prompt", gy0.view(), y0.view());
+    cc.reorder(cpu, beams);
+    gc.reorder(gpu, beams);
+    cm.forward_cached(cpu, next.view(), cc, {}, y1.view());
+    gm.forward_cached(gpu, gnext.view(), gc, {}, gy1.view());
+    check_device(gpu, "cached step after reordering", gy1.view(), y1.view());
 }
 
 // The HF CLIP fixtures of tests/models/test_clip.cpp, through the CUDA backend: weights loaded

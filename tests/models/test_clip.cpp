@@ -47,7 +47,7 @@ std::vector<std::int32_t> as_ids(const Tensor<float>& t) {
 }
 
 struct Loaded {
-    io::ClipConfig hf;
+    io::HfConfig hf;
     Clip<Be> model;
 };
 
@@ -62,15 +62,15 @@ Loaded load(const std::string& name) {
 }  // namespace
 
 TEST_CASE("CLIP loads HF configs: every field the towers use, and the top-level projection_dim") {
-    auto c = io::load_clip_config(fixtures + "odd_grid_gelu/config.json");
+    auto c = Clip<Be>::Config::from_hf(io::load_clip_config(fixtures + "odd_grid_gelu/config.json"));
     CHECK(c.projection_dim == 8);
-    CHECK(c.text.projection_dim == 8);
+    CHECK(Clip<Be>(c).text_projection.config.out == 8);  // text_config's own projection_dim (512) is not used
     CHECK(c.vision.image_size == 30);
     CHECK(c.vision.patch_size == 6);
-    CHECK(c.vision.hidden_act == Activation::gelu);
-    CHECK(c.text.hidden_act == Activation::gelu_tanh);
+    CHECK(c.vision.activation == Activation::gelu);
+    CHECK(c.text.activation == Activation::gelu_tanh);
     CHECK(c.text.eos_token_id == 7);
-    CHECK(c.text.max_position_embeddings == 12);
+    CHECK(c.text.max_positions == 12);
 }
 
 TEST_CASE("CLIP reproduces HF CLIPModel outputs (features, embeddings, logits, both towers) to 1e-5, plain and fused attention") {
@@ -136,13 +136,14 @@ TEST_CASE("the text tower rejects sequences longer than max_position_embeddings 
 
 TEST_CASE("bad config.json values are named: wrong type, unknown activation, inconsistent sizes") {
     auto where = std::string("config.json");
+    auto parse_clip_config = [](const nlohmann::json& j, const std::string& w) { return Clip<Be>::Config::from_hf({j, w}); };
     nlohmann::json j = {{"projection_dim", "16"}};
-    CHECK_THROWS_WITH_AS(io::parse_clip_config(j, where), "config.json.projection_dim: expected an integer, found string",
+    CHECK_THROWS_WITH_AS(parse_clip_config(j, where), "config.json.projection_dim: expected an integer, found string",
                          IoError);
     j = {{"vision_config", {{"hidden_act", "swish"}}}};
-    CHECK_THROWS_AS(io::parse_clip_config(j, where), IoError);
+    CHECK_THROWS_AS(parse_clip_config(j, where), IoError);
     j = {{"vision_config", {{"image_size", 30}, {"patch_size", 7}}}};
-    CHECK_THROWS_WITH_AS(io::parse_clip_config(j, where),
+    CHECK_THROWS_WITH_AS(parse_clip_config(j, where),
                          "config.json: vision_config.image_size 30 is not a multiple of patch_size 7", IoError);
     CHECK_THROWS_AS(io::load_clip_config(fixtures + "no_such_dir/config.json"), IoError);
 }
@@ -161,12 +162,12 @@ TEST_CASE("init_like_hf draws each group with transformers' CLIP standard deviat
         return std::sqrt(s / double(t.numel()));
     };
     // q_proj of the vision tower: D^-½·(2L)^-½ = 64^-½·4^-½ = 0.0625; fc1: (2D)^-½ = 0.0884
-    CHECK(stddev(a.vision_model.encoder.layers[0].attn.q_proj.params.weight.value) == doctest::Approx(0.0625).epsilon(0.05));
-    CHECK(stddev(a.vision_model.encoder.layers[1].mlp.fc1.params.weight.value) == doctest::Approx(0.0884).epsilon(0.05));
+    CHECK(stddev(a.vision_model.encoder.layers[0].attention.inner.q_proj.params.weight.value) == doctest::Approx(0.0625).epsilon(0.05));
+    CHECK(stddev(a.vision_model.encoder.layers[1].feed_forward.inner.fc1.params.weight.value) == doctest::Approx(0.0884).epsilon(0.05));
     CHECK(stddev(a.text_model.token_embedding.params.weight.value) == doctest::Approx(0.02).epsilon(0.05));
     CHECK(stddev(a.text_projection.params.weight.value) == doctest::Approx(1 / std::sqrt(48.0)).epsilon(0.05));
     CHECK(a.vision_model.post_layernorm.params.weight.value(3) == 1.f);
-    CHECK(a.vision_model.encoder.layers[0].attn.q_proj.params.bias.value(0) == 0.f);
+    CHECK(a.vision_model.encoder.layers[0].attention.inner.q_proj.params.bias.value(0) == 0.f);
     CHECK(a.logit_scale.value(0) == doctest::Approx(2.6592));
     CHECK(a.text_model.token_embedding.params.weight.value(7, 3) == b.text_model.token_embedding.params.weight.value(7, 3));
 }

@@ -1,8 +1,10 @@
 // Tests of nn/attention.hpp: the forward against a loop implementation of softmax(qkᵀ·scale)v,
-// gradients (self and cross, every mask kind), the frozen mode, and incremental decoding with the
-// KV cache equal to the full causal forward.
+// gradients (self and cross, every mask kind), the frozen mode, incremental decoding with the
+// KV cache equal to the full causal forward, masks uploaded once (be.upload_mask), and cross-attention
+// keys and values projected once.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -274,4 +276,50 @@ TEST_CASE("a copied Saved of the fused path keeps its own mask when the original
     m.forward(be, x.view(), {}, mask_b, y.view(), &s);  // the original now holds mask_b
     m.backward(be, copy, r.view(), got.view(), {}, GradMode::ignore);
     CHECK(test::max_abs_diff<double>(got.view(), want.view()) == 0.0);
+}
+
+TEST_CASE("a mask placed in the backend's memory once (be.upload_mask) attends like the host mask, plain and fused") {
+    for (bool fused : {false, true}) {
+        INFO((fused ? "fused attention" : "plain attention"));
+        Be be({.fused_attention = fused});
+        Mha m({.dim = 8, .heads = 2});
+        test::randomize(m, 60);
+        const Tensor<double> x = test::random_tensor({2, 4, 8}, 61), r = test::random_tensor({2, 4, 8}, 62);
+        const std::vector<std::int32_t> original = {1, 0, 1, 1, 1, 1, 1, 0};
+        std::vector<std::int32_t> keep = original;
+        Be::IndexTensor store;
+        const AttentionMask<double> resident = be.upload_mask({.key_keep = keep.data(), .causal = true}, 8, store);
+        CHECK(resident.key_keep_resident);
+        CHECK(resident.key_keep == store.data());
+        CHECK(resident.causal);
+        std::fill(keep.begin(), keep.end(), 0);  // the upload holds its own copy
+        const AttentionMask<double> host{.key_keep = original.data(), .causal = true};
+        Tensor<double> want(x.shape()), got(x.shape()), d_want(x.shape()), d_got(x.shape());
+        Mha::Saved sw, sg;
+        m.forward(be, x.view(), {}, host, want.view(), &sw);
+        m.forward(be, x.view(), {}, resident, got.view(), &sg);
+        CHECK(test::max_abs_diff<double>(got.view(), want.view()) == 0.0);
+        m.backward(be, sw, r.view(), d_want.view(), {}, GradMode::ignore);
+        m.backward(be, sg, r.view(), d_got.view(), {}, GradMode::ignore);
+        CHECK(test::max_abs_diff<double>(d_got.view(), d_want.view()) == 0.0);
+        const AttentionMask<double> none = be.upload_mask({.causal = true}, 8, store);
+        CHECK((none.key_keep == nullptr && !none.key_keep_resident && none.causal));
+    }
+}
+
+TEST_CASE("cross-attention keys and values projected once (project_context) give the full cross-attention") {
+    Be be;
+    Mha m({.dim = 8, .heads = 2, .kv_dim = 6});
+    test::randomize(m, 70);
+    const Tensor<double> x = test::random_tensor({2, 3, 8}, 71), c = test::random_tensor({2, 5, 6}, 72);
+    const std::vector<std::int32_t> keep = {1, 1, 1, 0, 0, 1, 1, 1, 1, 1};
+    Tensor<double> want(x.shape()), got(x.shape());
+    m.forward(be, x.view(), c.view(), {.key_keep = keep.data()}, want.view());
+    Mha::KvCache cache;
+    m.project_context(be, c.view(), cache);
+    CHECK(cache.length == 5);
+    m.forward_cross_cached(be, x.view(), cache, {.key_keep = keep.data()}, got.view());
+    CHECK(test::max_abs_diff<double>(got.view(), want.view()) < 1e-14);
+    Tensor<double> other(Shape{3, 3, 8});
+    CHECK_THROWS_AS(m.forward_cross_cached(be, other.view(), cache, {}, Tensor<double>(other.shape()).view()), ShapeError);
 }

@@ -34,7 +34,7 @@ TEST_CASE("LayerNorm backward matches finite differences, assigned and accumulat
         return testing::dot<double>(r.view(), y.view());
     });
     Tensor<double> acc(x.shape(), 1.0);
-    ln.backward(be, s, r.view(), acc.view(), GradMode::ignore, true);
+    ln.backward(be, s, r.view(), acc.view(), GradMode::ignore, InputGradMode::accumulate);
     for (index_t i = 0; i < acc.numel(); ++i) CHECK(acc.data()[i] == doctest::Approx(1.0 + dx.data()[i]));
 }
 

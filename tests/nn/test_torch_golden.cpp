@@ -249,7 +249,7 @@ TEST_CASE("load_parameters reports all missing keys in one IoError and leaves th
     CHECK(contains(msg, "pre.params.layer_norm_cross.weight"));
     CHECK_FALSE(contains(msg, "pre.params.self_attn.q_proj.weight"));
     // Checked before anything is read: the keys that do exist were not loaded either.
-    const auto& w = block.attn.q_proj.params.weight.value;
+    const auto& w = block.attention.inner.q_proj.params.weight.value;
     CHECK(std::all_of(w.begin(), w.end(), [](float v) { return v == 0.0f; }));
 }
 

@@ -1,6 +1,11 @@
 // Tests of nn/transformer_block.hpp: HF names for the CLIP and BERT layouts, the pre- and post-norm
-// equations, and gradients of both placements, with and without cross-attention.
+// equations, gradients of both placements, with and without cross-attention, and cross-attention
+// skipped at run time. Cached decoding: test_cached_decoding.cpp.
 #include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
 
 #include "mmalign/nn/transformer_block.hpp"
 #include "support/module_check.hpp"
@@ -28,11 +33,11 @@ TEST_CASE("the pre-norm block computes h = x + Attn(LN1(x)), y = h + Mlp(LN2(h))
     Tensor<double> x = test::random_tensor({2, 3, 8}, 2), y(x.shape());
     blk.forward(be, x.view(), {}, {.causal = true}, {}, y.view());
     Tensor<double> a(x.shape()), h(x.shape()), m(x.shape()), want(x.shape());
-    blk.ln1.forward(be, x.view(), a.view());
-    blk.attn.forward(be, a.view(), {}, {.causal = true}, h.view());
+    blk.attention.norm.forward(be, x.view(), a.view());
+    blk.attention.inner.forward(be, a.view(), {}, {.causal = true}, h.view());
     be.axpy(1.0, x.view(), h.view());
-    blk.ln2.forward(be, h.view(), m.view());
-    blk.mlp.forward(be, m.view(), want.view());
+    blk.feed_forward.norm.forward(be, h.view(), m.view());
+    blk.feed_forward.inner.forward(be, m.view(), want.view());
     be.axpy(1.0, h.view(), want.view());
     CHECK(test::max_abs_diff<double>(y.view(), want.view()) < 1e-14);
 }
@@ -44,12 +49,12 @@ TEST_CASE("the post-norm block computes h = LN1(x + Attn(x)), y = LN2(h + Mlp(h)
     Tensor<double> x = test::random_tensor({2, 3, 8}, 4), y(x.shape());
     blk.forward(be, x.view(), {}, {}, {}, y.view());
     Tensor<double> u(x.shape()), h(x.shape()), z(x.shape()), want(x.shape());
-    blk.attn.forward(be, x.view(), {}, {}, u.view());
+    blk.attention.inner.forward(be, x.view(), {}, {}, u.view());
     be.axpy(1.0, x.view(), u.view());
-    blk.ln1.forward(be, u.view(), h.view());
-    blk.mlp.forward(be, h.view(), z.view());
+    blk.attention.norm.forward(be, u.view(), h.view());
+    blk.feed_forward.inner.forward(be, h.view(), z.view());
     be.axpy(1.0, h.view(), z.view());
-    blk.ln2.forward(be, z.view(), want.view());
+    blk.feed_forward.norm.forward(be, z.view(), want.view());
     CHECK(test::max_abs_diff<double>(y.view(), want.view()) < 1e-14);
 }
 
@@ -72,12 +77,70 @@ TEST_CASE_TEMPLATE("block backward matches finite differences, with cross-attent
     });
 }
 
-TEST_CASE("a block with cross-attention refuses to run without encoder states, and vice versa") {
+TEST_CASE("a block without cross-attention refuses encoder states, and x and y must be distinct") {
     Be be;
-    TransformerBlock<Be, PreNorm> with({.dim = 4, .heads = 1, .mlp_hidden = 4, .cross_attention = true});
     TransformerBlock<Be, PreNorm> without({.dim = 4, .heads = 1, .mlp_hidden = 4});
     Tensor<double> x(Shape{1, 2, 4}, 0.5), y(x.shape()), enc(Shape{1, 3, 4}, 0.5);
-    CHECK_THROWS_AS(with.forward(be, x.view(), {}, {}, {}, y.view()), ArgumentError);
     CHECK_THROWS_AS(without.forward(be, x.view(), enc.view(), {}, {}, y.view()), ArgumentError);
     CHECK_THROWS_AS(without.forward(be, x.view(), {}, {}, {}, x.view()), ArgumentError);  // aliasing
+}
+
+namespace {
+
+/// Copies every parameter of `src` into the same-named one of `dst` (dst's names ⊂ src's).
+template <class Dst, class Src>
+void copy_shared_parameters(Dst& dst, Src& src) {
+    std::map<std::string, Parameter<double>*> by_name;
+    src.visit([&](const std::string& n, Parameter<double>& p) { by_name.emplace(n, &p); });
+    dst.visit([&](const std::string& n, Parameter<double>& p) { p.value = by_name.at(n)->value; });
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("cross-attention skipped at run time (no encoder states) equals a block built without it, forward, "
+                   "backward and cached", Norm, PreNorm, PostNorm) {
+    Be be;
+    const typename TransformerBlock<Be, Norm>::Config with_cfg{.dim = 8, .heads = 2, .mlp_hidden = 12, .eps = 1e-12,
+                                                               .cross_attention = true, .cross_dim = 6,
+                                                               .names = BlockNames::bert()};
+    typename TransformerBlock<Be, Norm>::Config without_cfg = with_cfg;
+    without_cfg.cross_attention = false;
+    TransformerBlock<Be, Norm> with(with_cfg), without(without_cfg);
+    test::randomize(with, 9);
+    copy_shared_parameters(without, with);
+    const Tensor<double> x = test::random_tensor({2, 3, 8}, 10), enc = test::random_tensor({2, 4, 6}, 11);
+    const Tensor<double> r = test::random_tensor({2, 3, 8}, 12);
+    std::vector<std::int32_t> keep = {1, 1, 1, 0, 1, 1};
+    const AttentionMask<double> mask{.key_keep = keep.data(), .causal = true};
+
+    Tensor<double> y_with(x.shape()), y_without(x.shape()), y_enc(x.shape());
+    typename TransformerBlock<Be, Norm>::Saved sw, so;
+    with.forward(be, x.view(), enc.view(), mask, {}, y_enc.view(), &sw);  // a pass with the image first: sw is reused
+    with.forward(be, x.view(), {}, mask, {}, y_with.view(), &sw);
+    without.forward(be, x.view(), {}, mask, {}, y_without.view(), &so);
+    CHECK(test::max_abs_diff<double>(y_with.view(), y_without.view()) == 0.0);
+    CHECK(test::max_abs_diff<double>(y_enc.view(), y_without.view()) > 1e-3);  // with the image it differs
+
+    with.visit([](const std::string&, Parameter<double>& p) { p.grad_target(true); });  // all allocated, zero
+    zero_grad(without);
+    Tensor<double> dx_with(x.shape()), dx_without(x.shape()), d_enc(enc.shape(), 0.0);
+    with.backward(be, sw, r.view(), dx_with.view(), d_enc.view(), GradMode::accumulate);
+    without.backward(be, so, r.view(), dx_without.view(), {}, GradMode::accumulate);
+    CHECK(test::max_abs_diff<double>(dx_with.view(), dx_without.view()) == 0.0);
+    for (double g : d_enc) CHECK(g == 0.0);
+    std::map<std::string, Tensor<double>> grads;
+    without.visit([&](const std::string& n, Parameter<double>& p) { grads.emplace(n, p.grad); });
+    with.visit([&](const std::string& n, Parameter<double>& p) {
+        INFO(n);
+        if (grads.count(n)) CHECK(test::max_abs_diff<double>(p.grad.view(), grads.at(n).view()) == 0.0);
+        else for (double g : p.grad) CHECK(g == 0.0);  // the skipped cross-attention's weights
+    });
+
+    // Decoding without encoder states skips it too.
+    typename TransformerBlock<Be, Norm>::Cache cache;
+    with.start_cache(be, cache, 2, 3);
+    Tensor<double> stepped(x.shape()), full(x.shape());
+    with.forward_cached(be, x.view(), cache, mask, {}, stepped.view());
+    without.forward(be, x.view(), {}, mask, {}, full.view());
+    CHECK(test::max_abs_diff<double>(stepped.view(), full.view()) < 1e-12);
 }

@@ -1,9 +1,15 @@
 // Tests of nn/transformer_stack.hpp: layer names, the Q-Former's every-other-layer cross-attention,
-// and end-to-end gradients of two pre-norm and two post-norm layers with cross-attention and masks.
+// end-to-end gradients of two pre-norm and two post-norm layers with cross-attention and masks, and
+// cross-attention skipped at run time. Cached decoding: test_cached_decoding.cpp.
 #include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
 
 #include "mmalign/nn/transformer_stack.hpp"
 #include "support/module_check.hpp"
+#include "support/reference.hpp"
 
 using namespace mmalign;
 using test::Be;
@@ -76,4 +82,25 @@ TEST_CASE("pre-norm and post-norm layers compose: a post-norm stack reads a pre-
     };
     test::check_module_gradients(pre, {{"image", img.view(), d_img.view()}}, loss);
     test::check_module_gradients(post, {{"text", txt.view(), d_txt.view()}}, loss);
+}
+
+TEST_CASE("a stack whose layers have cross-attention, run without encoder states, equals the stack built without it") {
+    Be be;
+    TransformerStack<Be, PostNorm> with({.layers = 3,
+                                         .block = {.dim = 8, .heads = 2, .mlp_hidden = 16, .cross_attention = true,
+                                                   .cross_dim = 6, .names = BlockNames::bert()},
+                                         .layer_name = "layer",
+                                         .cross_attention_every = 2});
+    TransformerStack<Be, PostNorm> without({.layers = 3,
+                                            .block = {.dim = 8, .heads = 2, .mlp_hidden = 16, .names = BlockNames::bert()},
+                                            .layer_name = "layer"});
+    test::randomize(with, 50, 0.4);
+    std::map<std::string, Tensor<double>> values;
+    with.visit([&](const std::string& n, Parameter<double>& p) { values.emplace(n, p.value); });
+    without.visit([&](const std::string& n, Parameter<double>& p) { p.value = values.at(n); });
+    Tensor<double> x = test::random_tensor({2, 4, 8}, 51), a(x.shape()), b(x.shape());
+    std::vector<std::int32_t> keep = {1, 1, 1, 1, 0, 1, 1, 1};
+    with.forward(be, x.view(), {}, {.key_keep = keep.data()}, {}, a.view());
+    without.forward(be, x.view(), {}, {.key_keep = keep.data()}, {}, b.view());
+    CHECK(test::max_abs_diff<double>(a.view(), b.view()) == 0.0);
 }

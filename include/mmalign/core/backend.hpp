@@ -32,6 +32,7 @@ concept Backend = requires(B& be, typename B::Compute s, TensorView<typename B::
     typename B::Compute;
     typename B::Tensor;         // owning storage in the backend's memory: resize, view, data, shape, zero, fill
     typename B::ComputeTensor;  // the same, of Compute elements (statistics saved for a backward)
+    typename B::IndexTensor;    // the same, of std::int32_t (an attention mask's key_keep kept across calls)
     { std::declval<typename B::Tensor&>().view() } -> std::same_as<TensorView<typename B::Scalar>>;
     { std::declval<typename B::ComputeTensor&>().view() } -> std::same_as<TensorView<typename B::Compute>>;
     { be.scope().tensor(Shape{n}) } -> std::same_as<TensorView<typename B::Scalar>>;
@@ -46,6 +47,7 @@ concept Backend = requires(B& be, typename B::Compute s, TensorView<typename B::
     be.attention_forward(cp, cp, cp, n, n, n, n, n, n, s, mask, p, st);
     be.attention_backward(cp, cp, cp, n, n, n, n, n, n, s, mask, cp, cp, cst, p, p, p);
     be.attention_softmax_forward(v, s, mask);
+    { be.upload_mask(mask, n, std::declval<typename B::IndexTensor&>()) } -> std::same_as<AttentionMask<typename B::Scalar>>;
     be.attention_softmax_backward(cv, v, s);
     be.softmax(cv, v);
     be.activation_forward(act, cv, v);

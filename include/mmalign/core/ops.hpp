@@ -51,12 +51,21 @@ inline std::string_view to_string(Activation a) {
 /// (a frozen module that still passes the input gradient through).
 enum class GradMode { ignore, accumulate };
 
+/// Whether a backward pass assigns its input gradient (`d_x = …`, the default) or adds it to what
+/// d_x holds (`d_x += …`): a residual branch adds its gradient into the stream's without a
+/// temporary (nn/sublayer.hpp).
+enum class InputGradMode { assign, accumulate };
+
 /// Which keys a query may attend to, in any combination:
 ///  - `key_keep` [B, Tk]: Hugging Face's attention_mask, 1 = attend, 0 = padding;
 ///  - `causal`: key j is visible from query i iff j <= i + causal_offset (causal_offset = Tk - Tq
 ///    when the queries are the last Tq positions, as in incremental decoding);
 ///  - `additive` [B, Tq, Tk] (or [1, Tq, Tk] with additive_batch_stride = 0): added to the
 ///    scaled scores, shared by all heads, for custom masks and biases.
+/// key_keep is host memory unless `key_keep_resident` is set, which `be.upload_mask` does when it
+/// keeps a copy in the backend's own memory: a module uploads a mask once and passes it to every
+/// attention call of a forward or of a decoding step (the CPU's memory is the host's, so there the
+/// flag changes nothing).
 /// Keys hidden by key_keep or causal are removed exactly (probability 0). HF adds a large negative
 /// constant instead; with at least one visible key per row both give identical fp32 results.
 /// A row with no visible key gets all-zero probabilities.
@@ -67,6 +76,7 @@ struct AttentionMask {
     index_t causal_offset = 0;
     const T* additive = nullptr;         // [B, Tq, Tk] or [1, Tq, Tk]
     index_t additive_batch_stride = -1;  // -1: Tq*Tk (one mask per batch row); 0: broadcast
+    bool key_keep_resident = false;      // key_keep lies in the backend's memory (be.upload_mask)
 
     bool any() const { return key_keep || causal || additive; }
 };

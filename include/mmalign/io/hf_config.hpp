@@ -1,20 +1,41 @@
-// mmalign/io/hf_config.hpp — Hugging Face `config.json` of CLIP models, with HF's defaults.
+// mmalign/io/hf_config.hpp — a Hugging Face `config.json` read into (and written from) a module's
+// own Config, through one field table that the Config declares.
 //
-// Fields and defaults follow transformers' CLIPTextConfig, CLIPVisionConfig and CLIPConfig
-// (models.md §1.1): an absent field takes the class default, a field of the wrong type is an
-// IoError naming the file and field. `hidden_act` becomes an Activation (quick_gelu, gelu,
-// gelu_new/gelu_pytorch_tanh → gelu_tanh, relu); others are rejected by name. A CLIPConfig file
-// nests the towers under "text_config" and "vision_config"; a tower's own config.json (a
-// CLIPTextModel or CLIPVisionModel checkpoint) holds its fields at the top level.
+// A module Config lists its HF fields once, in a member template
+//     template <class F> void hf_fields(F&& f) {
+//         f("hidden_size", hidden, 1);            // a size: an integer >= its minimum (1 or 0)
+//         f("hidden_act", activation);            // a value: bool, integer, number, Activation
+//         f("vision_config", vision);             // a nested object, itself a Config with hf_fields
+//     }
+// and may add `std::string hf_problem() const`, naming what is inconsistent across fields ("image_size
+// 30 is not a multiple of patch_size 7", empty when all is well). read_hf_fields walks that table
+// over a JSON object: an absent (or null) field keeps the Config's value, which is the HF class
+// default in the model's preset (VisionTransformer::Config::blip() holds BlipVisionConfig's), so
+// there is no second struct that mirrors the fields. The encoders do not include this header: the
+// table is generic over `f`, as `visit` is over its function.
+//
+// Errors (IoError) name the file and the field path: "config.json.vision_config.hidden_act:
+// expected a string, found number" for a wrong type, "config.json: text_config.hidden_size must be
+// positive, found 0" for a size out of range, sizes above max_config_size are rejected as absurd
+// before a model allocates from them, and hf_problem() comes back as "config.json: vision_config.
+// image_size 30 is not a multiple of patch_size 7". `hidden_act` names map to Activation as
+// transformers' ACT2FN does (quick_gelu, gelu, gelu_new/gelu_pytorch_tanh/gelu_fast → gelu_tanh,
+// relu); others are rejected by name.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "mmalign/core/ops.hpp"
+#include "mmalign/core/shape.hpp"
 #include "mmalign/io/json_fields.hpp"
 
 namespace mmalign::io {
+
+/// The largest size a config field may give: far above any HF model's (vocabularies of 256k,
+/// widths of 16k, contexts of 1M), far below sizes whose tensors could not be allocated.
+inline constexpr index_t max_config_size = index_t(1) << 24;
 
 /// HF's `hidden_act` names → Activation; `where` names the file and field for the error.
 inline Activation parse_activation(const std::string& name, const std::string& where) {
@@ -26,126 +47,140 @@ inline Activation parse_activation(const std::string& name, const std::string& w
                   "\" (expected quick_gelu, gelu, gelu_new, gelu_pytorch_tanh or relu)");
 }
 
-struct ClipTextConfig {
-    index_t vocab_size = 49408;
-    index_t hidden_size = 512;
-    index_t intermediate_size = 2048;
-    index_t projection_dim = 512;
-    index_t num_hidden_layers = 12;
-    index_t num_attention_heads = 8;
-    index_t max_position_embeddings = 77;
-    Activation hidden_act = Activation::quick_gelu;
-    double layer_norm_eps = 1e-5;
-    std::int64_t pad_token_id = 1;
-    std::int64_t bos_token_id = 49406;
-    std::int64_t eos_token_id = 49407;
+/// The `hidden_act` name HF gives an Activation (the inverse of parse_activation).
+inline std::string hf_activation_name(Activation a) {
+    switch (a) {
+        case Activation::quick_gelu: return "quick_gelu";
+        case Activation::gelu: return "gelu";
+        case Activation::gelu_tanh: return "gelu_new";
+        case Activation::relu: return "relu";
+        default: throw ArgumentError("hf_activation_name: this activation has no hidden_act name");
+    }
+}
+
+/// A parsed config.json and the name its messages use (the file's path).
+struct HfConfig {
+    nlohmann::json json;
+    std::string where;
 };
 
-struct ClipVisionConfig {
-    index_t hidden_size = 768;
-    index_t intermediate_size = 3072;
-    index_t projection_dim = 512;
-    index_t num_hidden_layers = 12;
-    index_t num_attention_heads = 12;
-    index_t num_channels = 3;
-    index_t image_size = 224;
-    index_t patch_size = 32;
-    Activation hidden_act = Activation::quick_gelu;
-    double layer_norm_eps = 1e-5;
+inline HfConfig load_hf_config(const std::string& path) { return {read_json_file(path), path}; }
+/// The config.json of a CLIP folder (CLIPConfig, or a tower's own config): load_hf_config.
+inline HfConfig load_clip_config(const std::string& path) { return load_hf_config(path); }
+
+namespace detail {
+
+/// Accepts any field: probes whether a type has an hf_fields table.
+struct AnyField {
+    template <class... A>
+    void operator()(A&&...) const {}
+};
+template <class C>
+concept HasHfFields = requires(C& c, AnyField f) { c.hf_fields(f); };
+
+/// The `f` of a Config's hf_fields that reads: one JSON object, its file and its path in the file.
+class HfFieldReader {
+public:
+    HfFieldReader(const nlohmann::json& obj, std::string file, std::string path)
+        : obj_(obj), file_(std::move(file)), path_(std::move(path)) {}
+
+    /// A size: an integer in [min, max_config_size].
+    void operator()(const char* key, index_t& v, index_t min) const {
+        v = json_field<index_t>(obj_, key, v, where());
+        const std::string field = qualified(key);
+        if (v < min)
+            throw IoError(file_ + ": " + field + (min == 1 ? " must be positive" : " must be >= " + std::to_string(min)) +
+                          ", found " + std::to_string(v));
+        if (v > max_config_size)
+            throw IoError(file_ + ": " + field + " " + std::to_string(v) + " exceeds " + std::to_string(max_config_size) +
+                          ", larger than any model has");
+    }
+    template <class V>
+    void operator()(const char* key, V& v) const {
+        if constexpr (std::is_same_v<V, Activation>) {
+            const std::string w = where() + "." + key;
+            auto it = obj_.find(key);
+            if (it == obj_.end() || it->is_null()) return;
+            if (!it->is_string()) throw IoError(w + ": expected a string, found " + json_type(*it));
+            v = parse_activation(it->template get<std::string>(), w);
+        } else if constexpr (HasHfFields<V>) {
+            static const nlohmann::json empty = nlohmann::json::object();
+            const nlohmann::json* sub = &empty;
+            if (auto it = obj_.find(key); it != obj_.end() && !it->is_null()) {
+                if (!it->is_object()) throw IoError(where() + "." + key + ": expected an object, found " + json_type(*it));
+                sub = &*it;
+            }
+            read(v, *sub, file_, qualified(key));
+        } else {
+            v = json_field<V>(obj_, key, v, where());
+        }
+    }
+
+    /// Reads every field of `config` from `obj`, then checks its cross-field rules.
+    template <class Config>
+    static void read(Config& config, const nlohmann::json& obj, const std::string& file, const std::string& path) {
+        if (!obj.is_object())
+            throw IoError(file + (path.empty() ? "" : "." + path) + ": expected a JSON object, found " + json_type(obj));
+        config.hf_fields(HfFieldReader(obj, file, path));
+        if constexpr (requires { config.hf_problem(); }) {
+            if (const std::string why = config.hf_problem(); !why.empty())
+                throw IoError(file + ": " + (path.empty() ? "" : path + ".") + why);
+        }
+    }
+
+private:
+    std::string where() const { return path_.empty() ? file_ : file_ + "." + path_; }
+    std::string qualified(const char* key) const { return path_.empty() ? std::string(key) : path_ + "." + key; }
+
+    const nlohmann::json& obj_;
+    std::string file_, path_;
 };
 
-struct ClipConfig {
-    ClipTextConfig text;
-    ClipVisionConfig vision;
-    index_t projection_dim = 512;
-    double logit_scale_init_value = 2.6592;
+/// The `f` of a Config's hf_fields that writes every field into a JSON object.
+class HfFieldWriter {
+public:
+    explicit HfFieldWriter(nlohmann::json& out) : out_(out) {}
+    void operator()(const char* key, index_t& v, index_t) const { out_[key] = v; }
+    template <class V>
+    void operator()(const char* key, V& v) const {
+        if constexpr (std::is_same_v<V, Activation>) {
+            out_[key] = hf_activation_name(v);
+        } else if constexpr (HasHfFields<V>) {
+            nlohmann::json sub = nlohmann::json::object();
+            v.hf_fields(HfFieldWriter(sub));
+            out_[key] = std::move(sub);
+        } else {
+            out_[key] = v;
+        }
+    }
+
+private:
+    nlohmann::json& out_;
 };
 
-inline ClipTextConfig parse_clip_text_config(const nlohmann::json& j, const std::string& where) {
-    ClipTextConfig c;
-    c.vocab_size = json_field<index_t>(j, "vocab_size", c.vocab_size, where);
-    c.hidden_size = json_field<index_t>(j, "hidden_size", c.hidden_size, where);
-    c.intermediate_size = json_field<index_t>(j, "intermediate_size", c.intermediate_size, where);
-    c.projection_dim = json_field<index_t>(j, "projection_dim", c.projection_dim, where);
-    c.num_hidden_layers = json_field<index_t>(j, "num_hidden_layers", c.num_hidden_layers, where);
-    c.num_attention_heads = json_field<index_t>(j, "num_attention_heads", c.num_attention_heads, where);
-    c.max_position_embeddings = json_field<index_t>(j, "max_position_embeddings", c.max_position_embeddings, where);
-    c.hidden_act = parse_activation(json_field<std::string>(j, "hidden_act", "quick_gelu", where), where + ".hidden_act");
-    c.layer_norm_eps = json_field<double>(j, "layer_norm_eps", c.layer_norm_eps, where);
-    c.pad_token_id = json_field<std::int64_t>(j, "pad_token_id", c.pad_token_id, where);
-    c.bos_token_id = json_field<std::int64_t>(j, "bos_token_id", c.bos_token_id, where);
-    c.eos_token_id = json_field<std::int64_t>(j, "eos_token_id", c.eos_token_id, where);
-    return c;
+}  // namespace detail
+
+/// Reads `config`'s HF fields from the JSON object `obj` (fields absent there keep their values);
+/// `where` names the file in messages.
+template <class Config>
+void read_hf_fields(Config& config, const nlohmann::json& obj, const std::string& where) {
+    static_assert(detail::HasHfFields<Config>,
+                  "read_hf_fields needs a Config with `template <class F> void hf_fields(F&& f)` listing its HF fields.");
+    detail::HfFieldReader::read(config, obj, where, "");
+}
+template <class Config>
+void read_hf_fields(Config& config, const HfConfig& c) {
+    read_hf_fields(config, c.json, c.where);
 }
 
-inline ClipVisionConfig parse_clip_vision_config(const nlohmann::json& j, const std::string& where) {
-    ClipVisionConfig c;
-    c.hidden_size = json_field<index_t>(j, "hidden_size", c.hidden_size, where);
-    c.intermediate_size = json_field<index_t>(j, "intermediate_size", c.intermediate_size, where);
-    c.projection_dim = json_field<index_t>(j, "projection_dim", c.projection_dim, where);
-    c.num_hidden_layers = json_field<index_t>(j, "num_hidden_layers", c.num_hidden_layers, where);
-    c.num_attention_heads = json_field<index_t>(j, "num_attention_heads", c.num_attention_heads, where);
-    c.num_channels = json_field<index_t>(j, "num_channels", c.num_channels, where);
-    c.image_size = json_field<index_t>(j, "image_size", c.image_size, where);
-    c.patch_size = json_field<index_t>(j, "patch_size", c.patch_size, where);
-    c.hidden_act = parse_activation(json_field<std::string>(j, "hidden_act", "quick_gelu", where), where + ".hidden_act");
-    c.layer_norm_eps = json_field<double>(j, "layer_norm_eps", c.layer_norm_eps, where);
-    return c;
-}
-
-/// Checks the sizes a model is built from, so a bad config fails here, naming the field, rather
-/// than as a shape error deep inside a layer.
-inline void validate(const ClipConfig& c, const std::string& where) {
-    auto positive = [&](index_t v, const char* field) {
-        if (v <= 0) throw IoError(where + ": " + field + " must be positive, found " + std::to_string(v));
-    };
-    positive(c.projection_dim, "projection_dim");
-    positive(c.text.vocab_size, "text_config.vocab_size");
-    positive(c.text.hidden_size, "text_config.hidden_size");
-    positive(c.text.intermediate_size, "text_config.intermediate_size");
-    positive(c.text.num_attention_heads, "text_config.num_attention_heads");
-    positive(c.text.max_position_embeddings, "text_config.max_position_embeddings");
-    positive(c.vision.hidden_size, "vision_config.hidden_size");
-    positive(c.vision.intermediate_size, "vision_config.intermediate_size");
-    positive(c.vision.num_attention_heads, "vision_config.num_attention_heads");
-    positive(c.vision.num_channels, "vision_config.num_channels");
-    positive(c.vision.patch_size, "vision_config.patch_size");
-    positive(c.vision.image_size, "vision_config.image_size");
-    if (c.text.num_hidden_layers < 0 || c.vision.num_hidden_layers < 0)
-        throw IoError(where + ": num_hidden_layers must be >= 0");
-    if (c.text.hidden_size % c.text.num_attention_heads)
-        throw IoError(where + ": text_config.hidden_size " + std::to_string(c.text.hidden_size) +
-                      " is not a multiple of num_attention_heads " + std::to_string(c.text.num_attention_heads));
-    if (c.vision.hidden_size % c.vision.num_attention_heads)
-        throw IoError(where + ": vision_config.hidden_size " + std::to_string(c.vision.hidden_size) +
-                      " is not a multiple of num_attention_heads " + std::to_string(c.vision.num_attention_heads));
-    if (c.vision.image_size % c.vision.patch_size)
-        throw IoError(where + ": vision_config.image_size " + std::to_string(c.vision.image_size) +
-                      " is not a multiple of patch_size " + std::to_string(c.vision.patch_size));
-}
-
-/// A CLIPModel config.json ("text_config", "vision_config", "projection_dim", …).
-inline ClipConfig parse_clip_config(const nlohmann::json& j, const std::string& where) {
-    ClipConfig c;
-    c.projection_dim = json_field<index_t>(j, "projection_dim", c.projection_dim, where);
-    c.logit_scale_init_value = json_field<double>(j, "logit_scale_init_value", c.logit_scale_init_value, where);
-    static const nlohmann::json empty = nlohmann::json::object();
-    auto sub = [&](const char* key) -> const nlohmann::json& {
-        auto it = j.find(key);
-        if (it == j.end() || it->is_null()) return empty;
-        if (!it->is_object()) throw IoError(where + "." + key + ": expected an object, found " + detail::json_type(*it));
-        return *it;
-    };
-    c.text = parse_clip_text_config(sub("text_config"), where + ".text_config");
-    c.vision = parse_clip_vision_config(sub("vision_config"), where + ".vision_config");
-    // CLIPConfig hands its projection_dim to both towers.
-    c.text.projection_dim = c.vision.projection_dim = c.projection_dim;
-    validate(c, where);
-    return c;
-}
-
-inline ClipConfig load_clip_config(const std::string& path) {
-    return parse_clip_config(read_json_file(path), path);
+/// The HF fields of `config` as a config.json object (every field its table lists).
+template <class Config>
+nlohmann::json to_hf_json(Config config) {
+    static_assert(detail::HasHfFields<Config>,
+                  "to_hf_json needs a Config with `template <class F> void hf_fields(F&& f)` listing its HF fields.");
+    nlohmann::json out = nlohmann::json::object();
+    config.hf_fields(detail::HfFieldWriter(out));
+    return out;
 }
 
 }  // namespace mmalign::io

@@ -819,11 +819,43 @@ struct is_host_tensor : std::false_type {};
 template <class T>
 struct is_host_tensor<Tensor<T>> : std::true_type {};
 
+/// What a load found wrong, gathered over every key before anything is read, and reported as
+/// one IoError (load_parameters and io/tensor_map.hpp's load_mapped).
+struct LoadProblems {
+    std::vector<std::string> missing, mismatched, bad_dtype, unexpected;
+
+    /// Keys under `prefix` that no parameter claims. HF keeps non-persistent buffers such as
+    /// embeddings.position_ids out of its own state dicts but old checkpoints hold them
+    /// (registered with persistent=False in modeling_clip.py): never a parameter.
+    template <class S>
+    void find_unexpected(const S& source, const std::string& prefix, const std::set<std::string>& expected) {
+        for (const auto& key : source.names()) {
+            if (!key.starts_with(prefix) || expected.count(key) || key.ends_with("position_ids")) continue;
+            const TensorInfo& e = source.info(key);
+            unexpected.push_back(key + " (found " + e.shape.str() + " " + std::string(to_string(e.dtype)) + ")");
+        }
+    }
+    void throw_if_any(const std::string& path, const std::string& prefix) const {
+        if (missing.empty() && mismatched.empty() && bad_dtype.empty() && unexpected.empty()) return;
+        std::string msg = "safetensors '" + path + "': cannot load parameters with prefix '" + prefix + "'";
+        auto list = [&](const std::vector<std::string>& items, const char* what, const char* sep) {
+            if (items.empty()) return;
+            msg += "; " + std::to_string(items.size()) + " " + what + ":";
+            for (std::size_t i = 0; i < items.size(); ++i) msg += (i ? sep : " ") + items[i];
+        };
+        list(missing, "missing", ", ");
+        list(mismatched, "with the wrong shape", "; ");
+        list(bad_dtype, "with an unusable dtype", "; ");
+        list(unexpected, "unexpected", ", ");
+        throw IoError(msg);
+    }
+};
+
 /// Checks every parameter `module` names against `source` before anything is read; throws one
 /// IoError listing each problem.
 template <class M, TensorSource S>
 void check_load(M& module, const S& source, const std::string& prefix, const LoadOptions& opt) {
-    std::vector<std::string> missing, mismatched, bad_dtype, unexpected;
+    LoadProblems problems;
     std::set<std::string> named;
     module.visit([&](const std::string& name, auto& p) {
         // 16-bit storage is filled through its compute type (float staging, then rounded), so
@@ -832,35 +864,16 @@ void check_load(M& module, const S& source, const std::string& prefix, const Loa
         const std::string key = prefix + name;
         named.insert(key);
         if (!source.contains(key)) {
-            if (!opt.allow_missing) missing.push_back(key + " (expected " + p.value.shape().str() + ")");
+            if (!opt.allow_missing) problems.missing.push_back(key + " (expected " + p.value.shape().str() + ")");
             return;
         }
         const TensorInfo& e = source.info(key);
         if (!(e.shape == p.value.shape()))
-            mismatched.push_back(key + ": expected shape " + p.value.shape().str() + ", found " + e.shape.str());
-        if (const std::string why = conversion_problem<T>(e.dtype); !why.empty()) bad_dtype.push_back(key + ": " + why);
+            problems.mismatched.push_back(key + ": expected shape " + p.value.shape().str() + ", found " + e.shape.str());
+        if (const std::string why = conversion_problem<T>(e.dtype); !why.empty()) problems.bad_dtype.push_back(key + ": " + why);
     });
-    if (!opt.allow_unexpected)
-        for (const auto& key : source.names()) {
-            // HF keeps non-persistent buffers such as embeddings.position_ids out of its own
-            // state dicts but old checkpoints hold them (registered with persistent=False in
-            // modeling_clip.py): never a parameter.
-            if (!key.starts_with(prefix) || named.count(key) || key.ends_with("position_ids")) continue;
-            const TensorInfo& e = source.info(key);
-            unexpected.push_back(key + " (found " + e.shape.str() + " " + std::string(to_string(e.dtype)) + ")");
-        }
-    if (missing.empty() && mismatched.empty() && bad_dtype.empty() && unexpected.empty()) return;
-    std::string msg = "safetensors '" + std::string(source.path()) + "': cannot load parameters with prefix '" + prefix + "'";
-    auto list = [&](const std::vector<std::string>& items, const char* what, const char* sep) {
-        if (items.empty()) return;
-        msg += "; " + std::to_string(items.size()) + " " + what + ":";
-        for (std::size_t i = 0; i < items.size(); ++i) msg += (i ? sep : " ") + items[i];
-    };
-    list(missing, "missing", ", ");
-    list(mismatched, "with the wrong shape", "; ");
-    list(bad_dtype, "with an unusable dtype", "; ");
-    list(unexpected, "unexpected", ", ");
-    throw IoError(msg);
+    if (!opt.allow_unexpected) problems.find_unexpected(source, prefix, named);
+    problems.throw_if_any(source.path(), prefix);
 }
 
 }  // namespace detail

@@ -3,11 +3,12 @@
 //        pixels ──► VisionTransformer ──► pooled ──► visual_projection ──► image features [Bi, E]
 //        ids    ──► TextTransformer   ──► pooled ──► text_projection   ──► text features  [Bt, E]
 //   image_embeds = i/‖i‖, text_embeds = t/‖t‖ (no eps), logits_per_text = exp(logit_scale)·t·iᵀ
-//   [Bt, Bi], logits_per_image = its transpose (models.md §1.2). HF does not clamp logit_scale.
+//   [Bt, Bi], logits_per_image = its transpose (nn/scaled_cosine_similarity.hpp, shared with the
+//   contrastive objective). HF does not clamp logit_scale.
 // HF keys: vision_model.*, text_model.*, visual_projection.weight [E, Dv], text_projection.weight
 // [E, Dt] (both without bias), logit_scale [] (a scalar).
 // Training goes through image_features/text_features (each with Saved and backward); the
-// contrastive objective owns normalisation, the scale and the loss.
+// contrastive objective normalises and scales through the same ScaledCosineSimilarity.
 #pragma once
 
 #include <cmath>
@@ -21,6 +22,7 @@
 #include "mmalign/io/hf_config.hpp"
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/nn/linear.hpp"
+#include "mmalign/nn/scaled_cosine_similarity.hpp"
 
 namespace mmalign {
 
@@ -36,21 +38,20 @@ struct Clip {
         index_t projection_dim = 512;
         double logit_scale_init = 2.6592;  // ln(1/0.07)
 
-        /// The model a HF config.json describes.
-        static Config from_hf(const io::ClipConfig& c) {
+        /// The config.json fields of transformers' CLIPConfig: the towers' own tables nested under
+        /// "text_config" and "vision_config" (io/hf_config.hpp).
+        template <class F>
+        void hf_fields(F&& f) {
+            f("projection_dim", projection_dim, 1);
+            f("logit_scale_init_value", logit_scale_init);
+            f("text_config", text);
+            f("vision_config", vision);
+        }
+
+        /// The model a HF config.json describes; fields it lacks keep CLIPConfig's defaults.
+        static Config from_hf(const io::HfConfig& c) {
             Config m;
-            m.vision = {.image_size = c.vision.image_size, .patch_size = c.vision.patch_size,
-                        .channels = c.vision.num_channels, .hidden = c.vision.hidden_size,
-                        .layers = c.vision.num_hidden_layers, .heads = c.vision.num_attention_heads,
-                        .mlp_hidden = c.vision.intermediate_size, .activation = c.vision.hidden_act,
-                        .eps = c.vision.layer_norm_eps};
-            m.text = {.vocab_size = c.text.vocab_size, .max_positions = c.text.max_position_embeddings,
-                      .hidden = c.text.hidden_size, .layers = c.text.num_hidden_layers,
-                      .heads = c.text.num_attention_heads, .mlp_hidden = c.text.intermediate_size,
-                      .activation = c.text.hidden_act, .eps = c.text.layer_norm_eps,
-                      .eos_token_id = c.text.eos_token_id};
-            m.projection_dim = c.projection_dim;
-            m.logit_scale_init = c.logit_scale_init_value;
+            io::read_hf_fields(m, c);
             return m;
         }
     };
@@ -129,19 +130,19 @@ struct Clip {
                    std::span<const std::int32_t> attention_mask, index_t text_batch) const {
         const index_t Bi = pixels.dim(0), Bt = text_batch, E = config.projection_dim;
         Output o;
-        o.image_embeds.resize(Shape{Bi, E});
-        o.text_embeds.resize(Shape{Bt, E});
-        image_features(be, pixels, o.image_embeds.view());
-        text_features(be, ids, attention_mask, Bt, o.text_embeds.view());
-        be.l2_normalize_forward(o.image_embeds.view(), o.image_embeds.view(), nullptr);
-        be.l2_normalize_forward(o.text_embeds.view(), o.text_embeds.view(), nullptr);
-        const typename B::Compute scale = std::exp(static_cast<typename B::Compute>(scalar_value(be, logit_scale.value.view())));
-        o.logits_per_text.resize(Shape{Bt, Bi});
         o.logits_per_image.resize(Shape{Bi, Bt});
-        be.gemm(Trans::N, Trans::T, Bt, Bi, E, scale, o.text_embeds.data(), E, o.image_embeds.data(), E, T(0),
-                o.logits_per_text.data(), Bi);
-        be.gemm(Trans::N, Trans::T, Bi, Bt, E, scale, o.image_embeds.data(), E, o.text_embeds.data(), E, T(0),
-                o.logits_per_image.data(), Bt);
+        o.logits_per_text.resize(Shape{Bt, Bi});
+        typename ScaledCosineSimilarity<B>::Saved unit;  // its unit rows are the embeddings HF returns
+        {
+            auto sc = be.scope();
+            auto fi = sc.tensor({Bi, E}), ft = sc.tensor({Bt, E});  // [Bi, E], [Bt, E] features
+            image_features(be, pixels, fi);
+            text_features(be, ids, attention_mask, Bt, ft);
+            ScaledCosineSimilarity<B>{}.forward(be, fi, ft, logit_scale, o.logits_per_image.view(),
+                                                o.logits_per_text.view(), unit);
+        }
+        o.image_embeds = std::move(unit.a);
+        o.text_embeds = std::move(unit.b);
         return o;
     }
 
@@ -158,10 +159,11 @@ struct Clip {
         auto tower = [&](auto& stack, double D, double L) {
             const double in_std = std::pow(D, -0.5) * std::pow(2 * std::max(L, 1.0), -0.5);
             for (auto& layer : stack.layers) {
-                for (auto* lin : {&layer.attn.q_proj, &layer.attn.k_proj, &layer.attn.v_proj}) normal(lin->params.weight, in_std);
-                normal(layer.attn.out_proj.params.weight, std::pow(D, -0.5));
-                normal(layer.mlp.fc1.params.weight, std::pow(2 * D, -0.5));
-                normal(layer.mlp.fc2.params.weight, in_std);
+                auto& attn = layer.attention.inner;
+                for (auto* lin : {&attn.q_proj, &attn.k_proj, &attn.v_proj}) normal(lin->params.weight, in_std);
+                normal(attn.out_proj.params.weight, std::pow(D, -0.5));
+                normal(layer.feed_forward.inner.fc1.params.weight, std::pow(2 * D, -0.5));
+                normal(layer.feed_forward.inner.fc2.params.weight, in_std);
             }
         };
         visit([](const std::string& name, Param& p) {
@@ -189,13 +191,6 @@ struct Clip {
         Clip m(Config::from_hf(io::load_clip_config(dir + "/config.json")));
         io::load_parameters(be, m, io::Checkpoint::open(dir), "");
         return m;
-    }
-
-private:
-    static T scalar_value(B& be, ConstView<T> v) {
-        T host = 0;
-        be.to_host(v, TensorView<T>(&host, Shape{}));
-        return host;
     }
 };
 

@@ -7,17 +7,26 @@
 // from Config (CLIP "q_proj".."out_proj", BERT "self.query".."output.dense"). scale defaults to
 // d^-½ (CLIP's `* scale` and BERT's `/ sqrt(d)` agree to rounding). Masks: core/ops.hpp.
 // Saved: x, c (cross only), q, k, v, P, o; with the backend's fused attention (be.fused_attention(),
-// cpu/attention.hpp) two softmax statistics per query and a copy of the mask instead of P.
-// Backward: d_x assigned; d_c (cross-attention) *accumulated*, because one encoder output feeds the
-// cross-attention of many layers; parameter gradients accumulated.
-// KvCache: incremental causal self-attention (decoding) — new positions' k, v are appended and
-// the queries attend to every cached position, equal to the full causal forward.
+// cpu/attention.hpp) two softmax statistics per query and a copy of the mask instead of P (its
+// key_keep kept in the backend's memory, be.upload_mask, so the backward uploads nothing).
+// Backward: d_x assigned (or added with InputGradMode::accumulate); d_c (cross-attention)
+// *accumulated*, because one encoder output feeds the cross-attention of many layers; parameter
+// gradients accumulated.
+// Decoding (inference only) keeps keys and values in a KvCache instead of recomputing them:
+//  * forward_cached: incremental causal self-attention — the new positions' k, v are appended and
+//    their queries attend to every cached position, equal to the full causal forward;
+//  * project_context + forward_cross_cached: a cross-attention's k, v of the encoder states,
+//    computed once per image and read at every step (HF's EncoderDecoderCache keeps them the same
+//    way: transformers' cache_utils.py);
+//  * KvCache::reorder: the rows of a cache gathered for beam search, as HF's `_reorder_cache`
+//    (`index_select(0, beam_idx)`).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
-#include <vector>
+#include <utility>
 
 #include "mmalign/nn/linear.hpp"
 
@@ -47,26 +56,63 @@ struct MultiHeadAttention {
         Buffer o;      // [B, Tq, D], heads side by side: the input of out_proj
         bool cross = false;
         bool fused = false;
-        // The fused backward needs the mask again: its arrays, copied, and its other fields (the
-        // pointers are set from the copies when backward runs, so a copied Saved stays valid).
-        std::vector<std::int32_t> key_keep;
+        // The fused backward needs the mask again: its arrays, copied into the backend's memory, and
+        // its other fields (the pointers are set from the copies when backward runs, so a copied
+        // Saved stays valid).
+        typename B::IndexTensor key_keep;  // [B, Tk]
         Buffer additive;
         AttentionMask<T> mask;
         AttentionMask<T> saved_mask() const {
             AttentionMask<T> m = mask;
-            m.key_keep = key_keep.empty() ? nullptr : key_keep.data();
+            if (m.key_keep) m.key_keep = key_keep.data();
             m.additive = additive.numel() == 0 ? nullptr : additive.data();
             return m;
         }
+        /// Where forward keeps x; a parent may write x here first (no copy then).
+        Buffer& input() { return x; }
     };
-    /// Keys and values of the positions decoded so far, for incremental self-attention.
+    /// Keys and values kept for decoding: the positions decoded so far (self-attention), or the
+    /// encoder states' (cross-attention, filled once by project_context).
     struct KvCache {
-        Buffer k, v;      // [B, Tmax, D]
+        Buffer k, v;         // [B, Tmax, D]
         index_t length = 0;  // positions filled
+
         void reset(index_t batch, index_t max_positions, index_t dim) {
             k.resize(Shape{batch, max_positions, dim});
             v.resize(Shape{batch, max_positions, dim});
             length = 0;
+        }
+        index_t batch() const { return k.rank() == 3 ? k.dim(0) : 0; }
+        index_t capacity() const { return k.rank() == 3 ? k.dim(1) : 0; }
+
+        /// Beam search: row b of the reordered cache is row rows[b] of this one, as HF's
+        /// `_reorder_cache` (`index_select(0, beam_idx)`). Rows may repeat (one prompt expanded to
+        /// several beams) or be dropped; rows.size() is the new batch size. Only the filled
+        /// positions are copied.
+        void reorder(B& be, std::span<const std::int32_t> rows) {
+            if (k.rank() != 3) throw ShapeError("KvCache::reorder: the cache holds nothing (call reset first)");
+            const index_t old_batch = batch();
+            for (std::size_t b = 0; b < rows.size(); ++b)
+                if (rows[b] < 0 || rows[b] >= old_batch)
+                    throw ArgumentError("KvCache::reorder: row " + std::to_string(rows[b]) + " at position " +
+                                        std::to_string(b) + " is outside the cache's batch of " +
+                                        std::to_string(old_batch));
+            gather(be, k, rows);
+            gather(be, v, rows);
+        }
+
+    private:
+        // [B', Tmax, D]: the gather's destination, swapped in; kept, so reordering every step allocates once.
+        Buffer spare_;
+
+        void gather(B& be, Buffer& t, std::span<const std::int32_t> rows) {
+            const index_t Tmax = t.dim(1), D = t.dim(2), row = Tmax * D, filled = length * D;
+            spare_.resize(Shape{static_cast<index_t>(rows.size()), Tmax, D});
+            for (std::size_t b = 0; b < rows.size(); ++b)
+                if (filled)
+                    be.copy(ConstView<T>(t.data() + rows[b] * row, Shape{filled}),
+                            TensorView<T>(spare_.data() + static_cast<index_t>(b) * row, Shape{filled}));
+            std::swap(t, spare_);
         }
     };
 
@@ -144,9 +190,10 @@ struct MultiHeadAttention {
         out_proj.forward(be, o, y);
     }
 
-    /// d_x is assigned, or added to with `d_x_accumulate` (a residual branch); either may be empty.
+    /// d_x is assigned, or added to with InputGradMode::accumulate (a residual branch); d_ctx
+    /// (cross-attention) is always added to. Either may be empty.
     void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, TensorView<T> d_ctx, GradMode mode,
-                  bool d_x_accumulate = false) {
+                  InputGradMode d_x_mode = InputGradMode::assign) {
         const index_t Bn = s.q.dim(0), Tq = s.q.dim(1), Tk = s.k.dim(1), D = config.dim, H = config.heads;
         const index_t dh = head_dim();
         expect_shape(d_y.shape(), {Bn, Tq, D}, "MultiHeadAttention backward d_y");
@@ -159,13 +206,14 @@ struct MultiHeadAttention {
                                   s.o.data(), d_o.data(), s.stats.data(), d_q.data(), d_k.data(), d_v.data());
         else
             plain_attention_backward(be, s, d_o, d_q, d_k, d_v);
-        q_proj.backward_from(be, s.x.view(), {}, d_q, d_x, mode, d_x_accumulate);
+        constexpr InputGradMode add = InputGradMode::accumulate;
+        q_proj.backward_from(be, s.x.view(), {}, d_q, d_x, mode, d_x_mode);
         if (s.cross) {
-            k_proj.backward_from(be, s.ctx.view(), {}, d_k, d_ctx, mode, true);
-            v_proj.backward_from(be, s.ctx.view(), {}, d_v, d_ctx, mode, true);
+            k_proj.backward_from(be, s.ctx.view(), {}, d_k, d_ctx, mode, add);
+            v_proj.backward_from(be, s.ctx.view(), {}, d_v, d_ctx, mode, add);
         } else {
-            k_proj.backward_from(be, s.x.view(), {}, d_k, d_x, mode, true);
-            v_proj.backward_from(be, s.x.view(), {}, d_v, d_x, mode, true);
+            k_proj.backward_from(be, s.x.view(), {}, d_k, d_x, mode, add);
+            v_proj.backward_from(be, s.x.view(), {}, d_v, d_x, mode, add);
         }
     }
 
@@ -192,14 +240,11 @@ private:
                            d_k.data(), D, XK, dh, Bn, H);
     }
 
-    // Copies the mask's arrays into s (key_keep stays in host memory, as the op set takes it).
+    // Copies the mask's arrays into s, in the backend's memory.
     static void keep_mask(B& be, const AttentionMask<T>& mask, index_t Bn, index_t Tq, index_t Tk, Saved& s) {
-        s.mask = mask;
-        s.mask.key_keep = nullptr;
+        s.mask = be.upload_mask(mask, Bn * Tk, s.key_keep);
         s.mask.additive = nullptr;
-        s.key_keep.clear();
         s.additive.resize(Shape{0});
-        if (mask.key_keep) s.key_keep.assign(mask.key_keep, mask.key_keep + Bn * Tk);
         if (mask.additive) {
             const index_t stride = mask.additive_batch_stride < 0 ? Tq * Tk : mask.additive_batch_stride;
             s.additive.resize(Shape{stride * (Bn - 1) + Tq * Tk});
@@ -212,7 +257,8 @@ public:
 
     /// Incremental causal self-attention: x [B, Tn, D] holds the next Tn positions; their keys and
     /// values are appended to `cache` and each query attends to all positions up to its own.
-    /// `mask.key_keep`, if set, spans all cached positions [B, length + Tn]; causality is implied.
+    /// `mask.key_keep`, if set, spans all cached positions [B, length + Tn] (padding anywhere in
+    /// the cache, left or right, is hidden by it); causality is implied.
     void forward_cached(B& be, ConstView<T> x, KvCache& cache, AttentionMask<T> mask, TensorView<T> y) const {
         expect_shape(x.shape(), {-1, -1, config.dim}, "MultiHeadAttention cached input");
         const index_t Bn = x.dim(0), Tn = x.dim(1), D = config.dim;
@@ -241,6 +287,37 @@ public:
         TensorView<T> p;
         if (!be.fused_attention()) p = sc.tensor({Bn, config.heads, Tn, Tk});
         attend(be, q.data(), cache.k.data(), cache.v.data(), Tmax * D, Bn, Tn, Tk, mask, p, nullptr, o.data());
+        out_proj.forward(be, o, y);
+    }
+
+    /// A cross-attention's keys and values of the encoder states ctx [B, Te, Dkv], computed once
+    /// (per image) into `cache`, for every later forward_cross_cached.
+    void project_context(B& be, ConstView<T> ctx, KvCache& cache) const {
+        expect_shape(ctx.shape(), {-1, -1, kv_dim()}, "MultiHeadAttention context");
+        cache.reset(ctx.dim(0), ctx.dim(1), config.dim);
+        k_proj.forward(be, ctx, cache.k.view());
+        v_proj.forward(be, ctx, cache.v.view());
+        cache.length = ctx.dim(1);
+    }
+
+    /// x [B, Tq, D] attends to the keys and values already in `cache` (project_context's) and
+    /// adds none: a decoding step's cross-attention. mask.key_keep spans [B, cache.length].
+    void forward_cross_cached(B& be, ConstView<T> x, const KvCache& cache, const AttentionMask<T>& mask,
+                              TensorView<T> y) const {
+        expect_shape(x.shape(), {-1, -1, config.dim}, "MultiHeadAttention cached input");
+        const index_t Bn = x.dim(0), Tq = x.dim(1), D = config.dim, Tk = cache.length;
+        if (cache.k.rank() != 3 || cache.batch() != Bn || cache.k.dim(2) != D || Tk <= 0)
+            throw ShapeError("MultiHeadAttention cross cache: expected [" + std::to_string(Bn) + ", *, " +
+                             std::to_string(D) + "] with filled positions, found " + cache.k.shape().str() +
+                             " with " + std::to_string(Tk) + " (call project_context first)");
+        expect_shape(y.shape(), {Bn, Tq, D}, "MultiHeadAttention cached output");
+        auto sc = be.scope();
+        auto q = sc.tensor({Bn, Tq, D}), o = sc.tensor({Bn, Tq, D});
+        q_proj.forward(be, x, q);
+        TensorView<T> p;  // [B, H, Tq, Tk], plain path only
+        if (!be.fused_attention()) p = sc.tensor({Bn, config.heads, Tq, Tk});
+        attend(be, q.data(), cache.k.data(), cache.v.data(), cache.capacity() * D, Bn, Tq, Tk, mask, p, nullptr,
+               o.data());
         out_proj.forward(be, o, y);
     }
 

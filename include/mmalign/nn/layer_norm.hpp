@@ -1,8 +1,9 @@
 // mmalign/nn/layer_norm.hpp — LayerNorm over the last axis (torch.nn.LayerNorm).
 //
-//   x [M.., D] → y [M.., D];  weight [D], bias [D];  eps from the config (1e-5 CLIP, 1e-12 BERT,
-//   1e-6 BLIP-2 ViT — models.md §0). Saved: x, mean [M], rstd [M].
-//   Backward: d_x assigned (or added with `d_x_accumulate`), d_weight/d_bias accumulated.
+//   x [M.., D] → y [M.., D];  weight [D], bias [D];  eps from the config (1e-5 CLIP's
+//   layer_norm_eps, 1e-12 BERT's, 1e-6 BLIP-2's vision tower, as their HF configs set it).
+//   Saved: x, mean [M], rstd [M].
+//   Backward: d_x assigned (or added with InputGradMode::accumulate), d_weight/d_bias accumulated.
 #pragma once
 
 #include <string>
@@ -30,6 +31,8 @@ struct LayerNorm {
         Buffer x;     // [M, D]
         typename B::ComputeTensor mean;  // [M]
         typename B::ComputeTensor rstd;  // [M]
+        /// Where forward keeps its input; a parent may write the input here first (no copy then).
+        Buffer& input() { return x; }
     };
 
     Config config;
@@ -67,14 +70,15 @@ struct LayerNorm {
         be.layer_norm_forward(x, params.weight.value.view(), params.bias.value.view(), config.eps, y, mean, rstd);
     }
 
-    void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, GradMode mode, bool d_x_accumulate = false) {
+    void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, GradMode mode,
+                  InputGradMode d_x_mode = InputGradMode::assign) {
         const bool acc = mode == GradMode::accumulate;
-        if (!d_x_accumulate || d_x.empty()) {
+        if (d_x_mode == InputGradMode::assign || d_x.empty()) {
             be.layer_norm_backward(d_y, s.x.view(), params.weight.value.view(), s.mean.data(), s.rstd.data(), d_x,
                                    params.weight.grad_target(acc), params.bias.grad_target(acc));
             return;
         }
-        auto sc = be.scope();
+        auto sc = be.scope();  // the op assigns, so the accumulating form goes through a temporary
         auto tmp = sc.tensor(d_x.shape());
         be.layer_norm_backward(d_y, s.x.view(), params.weight.value.view(), s.mean.data(), s.rstd.data(), tmp,
                                params.weight.grad_target(acc), params.bias.grad_target(acc));

@@ -4,7 +4,7 @@
 //   An optional activation is fused into the product's epilogue (Mlp's first layer).
 // Saved: x, and the pre-activation when there is an activation.
 // Backward (d_y given):  g = d_y · act'(pre)
-//   d_x  = g · W              (assigned; skipped when d_x is empty)
+//   d_x  = g · W              (assigned, or added with InputGradMode::accumulate; skipped when empty)
 //   d_W += gᵀ · x,  d_b += Σ_rows g   (when mode == accumulate and the parameter requires grad)
 #pragma once
 
@@ -34,6 +34,8 @@ struct Linear {
     struct Saved {
         Buffer x;    // [M, in]
         Buffer pre;  // [M, out], only with an activation
+        /// Where forward keeps its input; a parent may write the input here first (no copy then).
+        Buffer& input() { return x; }
     };
 
     Config config;
@@ -73,16 +75,16 @@ struct Linear {
                           config.activation, y, pre);
     }
 
-    void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, GradMode mode) {
+    void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, GradMode mode,
+                  InputGradMode d_x_mode = InputGradMode::assign) {
         backward_from(be, s.x.view(), config.activation != Activation::none ? s.pre.view() : ConstView<T>{}, d_y, d_x,
-                      mode);
+                      mode, d_x_mode);
     }
 
     /// The backward with the saved tensors passed explicitly, for parents that keep the input
-    /// themselves (attention keeps x once for its three projections). `d_x_accumulate` adds into
-    /// d_x instead of assigning (the residual-stream exception to the `=` rule).
+    /// themselves (attention keeps x once for its three projections).
     void backward_from(B& be, ConstView<T> x, ConstView<T> pre, ConstView<T> d_y, TensorView<T> d_x, GradMode mode,
-                       bool d_x_accumulate = false) {
+                       InputGradMode d_x_mode = InputGradMode::assign) {
         const index_t K = config.in, N = config.out, M = x.numel() / K;
         if (d_y.numel() != M * N || d_y.shape().cols() != N)
             throw ShapeError("Linear backward d_y: expected " + std::to_string(M) + " rows of " + std::to_string(N) +
@@ -97,7 +99,7 @@ struct Linear {
         if (!d_x.empty()) {
             if (d_x.numel() != M * K) throw ShapeError("Linear backward d_x: expected " + x.shape().str() + ", found " + d_x.shape().str());
             be.gemm(Trans::N, Trans::N, M, K, N, T(1), g.data(), N, params.weight.value.data(), K,
-                    d_x_accumulate ? T(1) : T(0), d_x.data(), K);
+                    d_x_mode == InputGradMode::accumulate ? T(1) : T(0), d_x.data(), K);
         }
         const bool acc = mode == GradMode::accumulate;
         if (T* dw = params.weight.grad_target(acc))

@@ -2,7 +2,9 @@
 //
 //   x [M.., D] → fc1 [F, D] → act → fc2 [D, F] → y [M.., D]
 //   HF names: CLIP "mlp.fc1"/"mlp.fc2"; BERT "intermediate.dense"/"output.dense" (Config::names).
-//   The activation is fused into fc1's epilogue. Saved: fc1's (x, pre-activation), fc2's input.
+//   The activation is fused into fc1's epilogue. Saved: fc1's (x, pre-activation), fc2's input
+//   (fc1 writes its output straight there, so the hidden activations are stored once).
+// Backward: d_x assigned (or added with InputGradMode::accumulate), parameter gradients accumulated.
 #pragma once
 
 #include <string>
@@ -24,6 +26,8 @@ struct Mlp {
     };
     struct Saved {
         typename Linear<B>::Saved fc1, fc2;
+        /// Where forward keeps its input; a parent may write the input here first (no copy then).
+        typename B::Tensor& input() { return fc1.input(); }
     };
 
     Config config;
@@ -45,9 +49,9 @@ struct Mlp {
         const Shape hs{x.shape().rows(), config.hidden};  // [M, F]
         if (s) {
             // fc1 writes into fc2's saved input, so the hidden activations are stored once.
-            s->fc2.x.resize(hs);
-            fc1.forward(be, x, s->fc2.x.view(), &s->fc1);
-            fc2.forward(be, s->fc2.x.view(), y, &s->fc2);
+            s->fc2.input().resize(hs);
+            fc1.forward(be, x, s->fc2.input().view(), &s->fc1);
+            fc2.forward(be, s->fc2.input().view(), y, &s->fc2);
             return;
         }
         auto sc = be.scope();
@@ -56,12 +60,13 @@ struct Mlp {
         fc2.forward(be, h, y, nullptr);
     }
 
-    /// d_x assigned (or added with `d_x_accumulate`), may be empty; parameter gradients accumulated.
-    void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, GradMode mode, bool d_x_accumulate = false) {
+    /// d_x (may be empty) assigned or added to (`d_x_mode`); parameter gradients accumulated.
+    void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, GradMode mode,
+                  InputGradMode d_x_mode = InputGradMode::assign) {
         auto sc = be.scope();
         auto d_h = sc.tensor(s.fc2.x.shape());  // [M, F]
         fc2.backward(be, s.fc2, d_y, d_h, mode);
-        fc1.backward_from(be, s.fc1.x.view(), s.fc1.pre.view(), d_h, d_x, mode, d_x_accumulate);
+        fc1.backward(be, s.fc1, d_h, d_x, mode, d_x_mode);
     }
 };
 

@@ -1,33 +1,36 @@
 // mmalign/nn/transformer_block.hpp — one transformer layer, pre- or post-norm, with optional
-// cross-attention, and the names Hugging Face gives its weights.
+// cross-attention, and the names Hugging Face gives its weights: three residual sublayers
+// (nn/sublayer.hpp) in a row.
 //
-// PreNorm (CLIP, ViT, GPT-2 style; Xiong et al. 2020):
+// PreNorm (CLIP's CLIPEncoderLayer, ViT, OPT's OPTDecoderLayer; Xiong et al. 2020):
 //   h = x + SelfAttn(LN1(x));  [h = h + CrossAttn(LNc(h), enc)];  y = h + Mlp(LN2(h))
-// PostNorm (BERT, BLIP text, Q-Former; Vaswani et al. 2017):
+// PostNorm (BERT's BertLayer, BLIP's text model; Vaswani et al. 2017, §3.1):
 //   h = LN1(x + SelfAttn(x));  [h = LNc(h + CrossAttn(h, enc))];  y = LN2(h + Mlp(h))
 // x, y [B, T, D]; enc [B, Te, De]. The norm placement is structure (a type); sizes, eps, the
-// activation (HF `hidden_act`) and whether the layer has cross-attention are Config values, so
-// one compiled model loads every checkpoint of its architecture, and a Q-Former can hold
-// cross-attention in every other layer only (models.md §3.3).
+// activation (HF `hidden_act`) and whether the layer has cross-attention are Config values, so one
+// compiled model loads every checkpoint of its architecture, and a Q-Former can hold
+// cross-attention in every other layer only (transformers' modeling_blip_2.py,
+// `cross_attention_frequency`).
+// Cross-attention is skipped at run time when no encoder states are given (empty enc): the layer
+// is then the same function as one built without it, as BertLayer's forward skips its
+// crossattention when encoder_hidden_states is None (modeling_bert.py) — BLIP's text encoder runs
+// its image-text-contrastive pass this way, with the weights of its image-grounded pass.
 // Backward: d_x assigned; d_enc accumulated (shared by every layer's cross-attention).
+// Decoding: forward_cached runs one step (the next Tn positions) against a Cache holding the
+// self-attention's keys/values of every earlier position and the cross-attention's keys/values of
+// the encoder states, projected once by start_cache; Cache::reorder gathers its rows for beam
+// search (HF `_reorder_cache`).
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 
 #include "mmalign/nn/attention.hpp"
-#include "mmalign/nn/layer_norm.hpp"
 #include "mmalign/nn/mlp.hpp"
+#include "mmalign/nn/sublayer.hpp"
 
 namespace mmalign {
-
-/// Normalisation before each sub-layer, inside the residual branch.
-struct PreNorm {};
-/// Normalisation after each residual sum.
-struct PostNorm {};
-
-template <class P>
-concept NormPlacement = std::is_same_v<P, PreNorm> || std::is_same_v<P, PostNorm>;
 
 /// State-dict names of a layer's parts, relative to the layer ("encoder.layers.3").
 struct BlockNames {
@@ -49,6 +52,13 @@ struct BlockNames {
                 "attention.output.LayerNorm", "crossattention.output.LayerNorm", "output.LayerNorm",
                 "", "intermediate.dense", "output.dense"};
     }
+    /// HF OPT (`OPTDecoderLayer`, BLIP-2's language model): self_attn.q_proj, self_attn_layer_norm,
+    /// fc1, fc2 (no feed-forward prefix), final_layer_norm. OPT has no cross-attention; the
+    /// cross names follow the CLIP form.
+    static BlockNames opt() {
+        return {"self_attn", "cross_attn", "q_proj", "k_proj", "v_proj", "out_proj",
+                "self_attn_layer_norm", "cross_attn_layer_norm", "final_layer_norm", "", "fc1", "fc2"};
+    }
 };
 
 template <Backend B, NormPlacement Norm>
@@ -56,6 +66,8 @@ struct TransformerBlock {
     using T = typename B::Scalar;
     using Buffer = typename B::Tensor;  // owning storage in the backend's memory
     using Attention = MultiHeadAttention<B>;
+    using AttentionSublayer = Sublayer<B, Norm, Attention>;
+    using FeedForward = Sublayer<B, Norm, Mlp<B>>;
 
     struct Config {
         index_t dim = 0;
@@ -69,139 +81,135 @@ struct TransformerBlock {
         BlockNames names = BlockNames::clip();
     };
     struct Saved {
-        typename LayerNorm<B>::Saved ln1, ln_cross, ln2;
-        typename Attention::Saved attn, cross;
-        typename Mlp<B>::Saved mlp;
+        typename AttentionSublayer::Saved attention, cross;
+        typename FeedForward::Saved feed_forward;
+        bool cross_ran = false;  // whether forward ran the cross-attention (encoder states given)
+        /// Where forward keeps x; a parent may write x here first (no copy then).
+        Buffer& input() { return attention.input(); }
+    };
+    /// What decoding keeps between steps.
+    struct Cache {
+        typename Attention::KvCache self;   // keys, values of the positions so far [B, Tmax, D]
+        typename Attention::KvCache cross;  // of the encoder states [B, Te, D], projected once
+        bool has_cross = false;             // start_cache was given encoder states
+
+        index_t length() const { return self.length; }
+        index_t batch() const { return self.batch(); }
+        /// Row b becomes row rows[b] (beam search; see MultiHeadAttention::KvCache::reorder).
+        void reorder(B& be, std::span<const std::int32_t> rows) {
+            self.reorder(be, rows);
+            if (has_cross) cross.reorder(be, rows);
+        }
     };
 
     Config config;
-    LayerNorm<B> ln1, ln2;
-    std::optional<LayerNorm<B>> ln_cross;
-    Attention attn;
-    std::optional<Attention> cross;
-    Mlp<B> mlp;
+    AttentionSublayer attention;
+    std::optional<AttentionSublayer> cross;
+    FeedForward feed_forward;
 
     TransformerBlock() = default;
     explicit TransformerBlock(Config c)
         : config(c),
-          ln1({.dim = c.dim, .eps = c.eps}),
-          ln2({.dim = c.dim, .eps = c.eps}),
-          attn(attention_config(c, false)),
-          mlp({.dim = c.dim, .hidden = c.mlp_hidden, .activation = c.activation, .fc1_name = c.names.fc1,
-               .fc2_name = c.names.fc2}) {
-        if (c.cross_attention) {
-            ln_cross.emplace(typename LayerNorm<B>::Config{.dim = c.dim, .eps = c.eps});
-            cross.emplace(attention_config(c, true));
-        }
+          attention({.dim = c.dim, .eps = c.eps, .inner_name = c.names.attn, .norm_name = c.names.norm1},
+                    Attention(attention_config(c, false))),
+          feed_forward({.dim = c.dim, .eps = c.eps, .inner_name = c.names.mlp, .norm_name = c.names.norm2},
+                       Mlp<B>({.dim = c.dim, .hidden = c.mlp_hidden, .activation = c.activation,
+                               .fc1_name = c.names.fc1, .fc2_name = c.names.fc2})) {
+        if (c.cross_attention)
+            cross.emplace(typename AttentionSublayer::Config{.dim = c.dim, .eps = c.eps, .inner_name = c.names.cross_attn,
+                                                             .norm_name = c.names.norm_cross},
+                          Attention(attention_config(c, true)));
     }
 
     template <class F>
     void visit(F&& f, const std::string& prefix = "") {
-        const BlockNames& n = config.names;
-        attn.visit(f, join_name(prefix, n.attn));
-        ln1.visit(f, join_name(prefix, n.norm1));
-        if (cross) {
-            cross->visit(f, join_name(prefix, n.cross_attn));
-            ln_cross->visit(f, join_name(prefix, n.norm_cross));
-        }
-        mlp.visit(f, join_name(prefix, n.mlp));
-        ln2.visit(f, join_name(prefix, n.norm2));
+        attention.visit(f, prefix);
+        if (cross) cross->visit(f, prefix);
+        feed_forward.visit(f, prefix);
     }
 
-    /// x [B, T, D] → y [B, T, D] (distinct buffers). `enc` [B, Te, De] is required exactly when
-    /// the layer has cross-attention; `cross_mask.key_keep` spans enc's positions.
+    /// x [B, T, D] → y [B, T, D] (distinct buffers). `enc` [B, Te, De] feeds the cross-attention;
+    /// empty, it is skipped. `cross_mask.key_keep` spans enc's positions.
     void forward(B& be, ConstView<T> x, ConstView<T> enc, const AttentionMask<T>& self_mask,
                  const AttentionMask<T>& cross_mask, TensorView<T> y, Saved* s = nullptr) const {
-        expect_shape(x.shape(), {-1, -1, config.dim}, "TransformerBlock input");
-        expect_shape(y.shape(), {x.dim(0), x.dim(1), config.dim}, "TransformerBlock output");
-        if (cross.has_value() != !enc.empty())
-            throw ArgumentError(cross ? "TransformerBlock: this layer has cross-attention and needs the encoder states"
-                                      : "TransformerBlock: encoder states given to a layer without cross-attention");
-        if (x.data() == y.data()) throw ArgumentError("TransformerBlock: x and y must be distinct buffers");
+        const bool run_cross = check_io(x, enc, y);
         auto sc = be.scope();
-        // Where an intermediate goes: into the child's saved input when training, else scratch.
-        auto slot = [&](Buffer* saved) -> TensorView<T> {
+        // Each sublayer's output is the next one's input: written straight into that one's saved
+        // input when training, else into scratch.
+        auto next = [&](typename AttentionSublayer::Saved* into_cross, typename FeedForward::Saved* into_ff) {
             if (!s) return sc.tensor(x.shape());
-            saved->resize(x.shape());
-            return saved->view();
+            Buffer& b = into_cross ? into_cross->input() : into_ff->input();
+            b.resize(x.shape());
+            return b.view();
         };
-        if constexpr (std::is_same_v<Norm, PreNorm>) {
-            auto a = slot(s ? &s->attn.x : nullptr);
-            ln1.forward(be, x, a, s ? &s->ln1 : nullptr);
-            attn.forward(be, a, {}, self_mask, y, s ? &s->attn : nullptr);
-            be.axpy(T(1), x, y);  // y holds h
-            if (cross) {
-                auto c = slot(s ? &s->cross.x : nullptr);
-                auto t = sc.tensor(x.shape());
-                ln_cross->forward(be, y, c, s ? &s->ln_cross : nullptr);
-                cross->forward(be, c, enc, cross_mask, t, s ? &s->cross : nullptr);
-                be.axpy(T(1), t, y);
-            }
-            auto m = slot(s ? &s->mlp.fc1.x : nullptr);
-            auto t = sc.tensor(x.shape());
-            ln2.forward(be, y, m, s ? &s->ln2 : nullptr);
-            mlp.forward(be, m, t, s ? &s->mlp : nullptr);
-            be.axpy(T(1), t, y);
-        } else {
-            auto u = slot(s ? &s->ln1.x : nullptr);
-            attn.forward(be, x, {}, self_mask, u, s ? &s->attn : nullptr);
-            be.axpy(T(1), x, u);
-            auto h = slot(s ? (cross ? &s->cross.x : &s->mlp.fc1.x) : nullptr);
-            ln1.forward(be, u, h, s ? &s->ln1 : nullptr);
-            if (cross) {
-                auto u2 = slot(s ? &s->ln_cross.x : nullptr);
-                cross->forward(be, h, enc, cross_mask, u2, s ? &s->cross : nullptr);
-                be.axpy(T(1), h, u2);
-                auto h2 = slot(s ? &s->mlp.fc1.x : nullptr);
-                ln_cross->forward(be, u2, h2, s ? &s->ln_cross : nullptr);
-                h = h2;
-            }
-            auto z = slot(s ? &s->ln2.x : nullptr);
-            mlp.forward(be, h, z, s ? &s->mlp : nullptr);
-            be.axpy(T(1), h, z);
-            ln2.forward(be, z, y, s ? &s->ln2 : nullptr);
+        TensorView<T> h = next(s && run_cross ? &s->cross : nullptr, s ? &s->feed_forward : nullptr);  // [B, T, D]
+        attention.forward(be, x, h, s ? &s->attention : nullptr, ConstView<T>{}, self_mask);
+        if (run_cross) {
+            TensorView<T> h2 = next(nullptr, s ? &s->feed_forward : nullptr);  // [B, T, D]
+            cross->forward(be, h, h2, s ? &s->cross : nullptr, enc, cross_mask);
+            h = h2;
         }
+        feed_forward.forward(be, h, y, s ? &s->feed_forward : nullptr);
+        if (s) s->cross_ran = run_cross;
     }
 
     /// d_x (assigned) may be empty; d_enc (accumulated) may be empty.
     void backward(B& be, Saved& s, ConstView<T> d_y, TensorView<T> d_x, TensorView<T> d_enc, GradMode mode) {
-        const Shape shape = d_y.shape();  // [B, T, D]
         auto sc = be.scope();
-        if constexpr (std::is_same_v<Norm, PreNorm>) {
-            // d_h runs down the residual stream; every branch adds its input gradient into it.
-            TensorView<T> d_h = d_x.empty() ? sc.tensor(shape) : d_x;
-            be.copy(d_y, d_h);
-            auto d_m = sc.tensor(shape);
-            mlp.backward(be, s.mlp, d_y, d_m, mode);
-            ln2.backward(be, s.ln2, d_m, d_h, mode, true);
-            if (cross) {
-                auto d_c = sc.tensor(shape);
-                cross->backward(be, s.cross, d_h, d_c, d_enc, mode);
-                ln_cross->backward(be, s.ln_cross, d_c, d_h, mode, true);
-            }
-            auto d_a = sc.tensor(shape);
-            attn.backward(be, s.attn, d_h, d_a, {}, mode);
-            ln1.backward(be, s.ln1, d_a, d_x, mode, true);
-        } else {
-            auto d_z = sc.tensor(shape);
-            ln2.backward(be, s.ln2, d_y, d_z, mode);
-            auto d_h = sc.tensor(shape);
-            be.copy(d_z, d_h);
-            mlp.backward(be, s.mlp, d_z, d_h, mode, true);
-            if (cross) {
-                auto d_u2 = sc.tensor(shape);
-                ln_cross->backward(be, s.ln_cross, d_h, d_u2, mode);
-                be.copy(d_u2, d_h);
-                cross->backward(be, s.cross, d_u2, d_h, d_enc, mode, true);
-            }
-            auto d_u = sc.tensor(shape);
-            ln1.backward(be, s.ln1, d_h, d_u, mode);
-            if (!d_x.empty()) be.copy(d_u, d_x);
-            attn.backward(be, s.attn, d_u, d_x, {}, mode, true);
+        // One buffer carries the residual stream's gradient down through the sublayers, in place.
+        TensorView<T> d = d_x.empty() ? sc.tensor(d_y.shape()) : d_x;  // [B, T, D]
+        feed_forward.backward(be, s.feed_forward, d_y, d, mode);
+        if (s.cross_ran) cross->backward(be, s.cross, d, d, mode, InputGradMode::assign, d_enc);
+        attention.backward(be, s.attention, d, d_x, mode, InputGradMode::assign, TensorView<T>{});
+    }
+
+    /// Prepares `c` for decoding `batch` rows of up to `max_positions` positions. With encoder
+    /// states enc [batch, Te, De] the cross-attention's keys and values are projected now, once,
+    /// and every step reads them; without, decoding skips the cross-attention.
+    void start_cache(B& be, Cache& c, index_t batch, index_t max_positions, ConstView<T> enc = {}) const {
+        if (!enc.empty() && !cross)
+            throw ArgumentError("TransformerBlock: encoder states given to a layer without cross-attention");
+        if (!enc.empty() && (enc.rank() != 3 || enc.dim(0) != batch))
+            throw ShapeError("TransformerBlock cache: encoder states " + enc.shape().str() + " do not have " +
+                             std::to_string(batch) + " rows");
+        c.self.reset(batch, max_positions, config.dim);
+        c.has_cross = !enc.empty();
+        if (c.has_cross) cross->inner.project_context(be, enc, c.cross);
+    }
+
+    /// One decoding step: x [B, Tn, D], the next Tn positions → y [B, Tn, D]; their keys and
+    /// values join the cache. `self_mask.key_keep` (optional) spans every cached position
+    /// [B, length + Tn], so padding anywhere in a row is hidden; causality is implied.
+    /// `cross_mask.key_keep` spans the encoder positions.
+    void forward_cached(B& be, ConstView<T> x, Cache& c, const AttentionMask<T>& self_mask,
+                        const AttentionMask<T>& cross_mask, TensorView<T> y) const {
+        check_io(x, {}, y);
+        auto sc = be.scope();
+        TensorView<T> h = sc.tensor(x.shape());  // [B, Tn, D]
+        attention.forward_with(be, x, h, [&](ConstView<T> in, TensorView<T> out) {
+            attention.inner.forward_cached(be, in, c.self, self_mask, out);
+        });
+        if (cross && c.has_cross) {
+            TensorView<T> h2 = sc.tensor(x.shape());  // [B, Tn, D]
+            cross->forward_with(be, h, h2, [&](ConstView<T> in, TensorView<T> out) {
+                cross->inner.forward_cross_cached(be, in, c.cross, cross_mask, out);
+            });
+            h = h2;
         }
+        feed_forward.forward(be, h, y, nullptr);
     }
 
 private:
+    /// Shapes and aliasing; returns whether the cross-attention runs.
+    bool check_io(ConstView<T> x, ConstView<T> enc, ConstView<T> y) const {
+        expect_shape(x.shape(), {-1, -1, config.dim}, "TransformerBlock input");
+        expect_shape(y.shape(), {x.dim(0), x.dim(1), config.dim}, "TransformerBlock output");
+        if (!enc.empty() && !cross)
+            throw ArgumentError("TransformerBlock: encoder states given to a layer without cross-attention");
+        if (x.data() == y.data()) throw ArgumentError("TransformerBlock: x and y must be distinct buffers");
+        return cross.has_value() && !enc.empty();
+    }
+
     static typename Attention::Config attention_config(const Config& c, bool is_cross) {
         return {.dim = c.dim, .heads = c.heads, .kv_dim = is_cross ? c.cross_dim : 0, .scale = c.attn_scale,
                 .q_name = c.names.q, .k_name = c.names.k, .v_name = c.names.v, .out_name = c.names.out};

@@ -1,7 +1,7 @@
 // mmalign/objectives/contrastive.hpp — CLIP's symmetric InfoNCE (Radford et al. 2021; HF
-// `clip_loss`, open_clip `ClipLoss`, models.md §5.1).
+// `clip_loss` in modeling_clip.py, open_clip `ClipLoss`).
 //
-//   î = img/‖img‖, t̂ = txt/‖txt‖ [N, E];  s = exp(logit_scale);  L_i = s·î·t̂ᵀ, L_t = s·t̂·îᵀ [N, N]
+//   L_i = s·î·t̂ᵀ, L_t = s·t̂·îᵀ [N, N]   (nn/scaled_cosine_similarity.hpp: unit rows, s = exp(logit_scale))
 //   loss = ½ [CE(L_i, arange N) + CE(L_t, arange N)]
 // with optional label smoothing ε (torch's CE), or soft targets Y_i, Y_t [N, N] (rows summing to 1:
 // CE = −mean_rows Σ_j Y log softmax L), as BLIP's momentum distillation uses.
@@ -11,7 +11,7 @@
 // (∂loss/∂logit_scale = Σ d_L ⊙ L, since L is linear in s = exp(logit_scale)).
 #pragma once
 
-#include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <numeric>
 #include <string>
@@ -19,6 +19,7 @@
 
 #include "mmalign/core/backend.hpp"
 #include "mmalign/core/parameter.hpp"
+#include "mmalign/nn/scaled_cosine_similarity.hpp"
 
 namespace mmalign {
 
@@ -39,19 +40,18 @@ struct SymmetricInfoNce {
         double text_to_image_accuracy = 0;
     };
     struct Saved {
-        Buffer ni, nt;            // [N, E] normalised features
-        typename B::ComputeTensor norm_i, norm_t;  // [N]
+        typename ScaledCosineSimilarity<B>::Saved unit;  // î, t̂ [N, E], their norms and s
         Buffer li, lt;            // [N, N] logits
         typename B::ComputeTensor lse_i, lse_t;    // [N]
         Buffer soft_i, soft_t;    // [N, N], only with soft targets
         std::vector<std::int32_t> targets;  // arange(N)
         std::vector<T> host;                // [N, N] logits on the host, for the accuracies
         index_t count = 0;
-        C scale = 1;
         bool soft = false;
     };
 
     Config config;
+    ScaledCosineSimilarity<B> similarity;
 
     SymmetricInfoNce() = default;
     explicit SymmetricInfoNce(Config c) : config(c) {}
@@ -62,7 +62,7 @@ struct SymmetricInfoNce {
                    ConstView<T> soft_i2t = {}, ConstView<T> soft_t2i = {}) const {
         expect_shape(img.shape(), {-1, -1}, "SymmetricInfoNce image features");
         expect_shape(txt.shape(), {img.dim(0), img.dim(1)}, "SymmetricInfoNce text features");
-        const index_t N = img.dim(0), E = img.dim(1);
+        const index_t N = img.dim(0);
         if (soft_i2t.empty() != soft_t2i.empty())
             throw ArgumentError("SymmetricInfoNce: give both soft target matrices or neither");
         s.soft = !soft_i2t.empty();
@@ -70,18 +70,11 @@ struct SymmetricInfoNce {
             expect_shape(soft_i2t.shape(), {N, N}, "SymmetricInfoNce soft_i2t");
             expect_shape(soft_t2i.shape(), {N, N}, "SymmetricInfoNce soft_t2i");
         }
-        for (Buffer* b : {&s.ni, &s.nt}) b->resize(Shape{N, E});
-        for (auto* b : {&s.norm_i, &s.norm_t, &s.lse_i, &s.lse_t}) b->resize(Shape{N});
+        for (auto* b : {&s.lse_i, &s.lse_t}) b->resize(Shape{N});
         for (Buffer* b : {&s.li, &s.lt}) b->resize(Shape{N, N});
         s.targets.resize(static_cast<std::size_t>(N));
         std::iota(s.targets.begin(), s.targets.end(), 0);
-        be.l2_normalize_forward(img, s.ni.view(), s.norm_i.data());
-        be.l2_normalize_forward(txt, s.nt.view(), s.norm_t.data());
-        T log_scale = 0;
-        be.to_host(logit_scale.value.view(), TensorView<T>(&log_scale, Shape{}));
-        s.scale = std::exp(log_scale);
-        be.gemm(Trans::N, Trans::T, N, N, E, s.scale, s.ni.data(), E, s.nt.data(), E, T(0), s.li.data(), N);
-        be.gemm(Trans::N, Trans::T, N, N, E, s.scale, s.nt.data(), E, s.ni.data(), E, T(0), s.lt.data(), N);
+        similarity.forward(be, img, txt, logit_scale, s.li.view(), s.lt.view(), s.unit);
         const C eps = s.soft ? C(0) : static_cast<C>(config.label_smoothing);
         auto ci = be.cross_entropy_forward(s.li.view(), s.targets.data(), -100, eps, s.lse_i.data());
         auto ct = be.cross_entropy_forward(s.lt.view(), s.targets.data(), -100, eps, s.lse_t.data());
@@ -107,7 +100,7 @@ struct SymmetricInfoNce {
     /// d_img, d_txt [N, E] assigned; logit_scale.grad accumulated (when mode allows).
     void backward(B& be, Saved& s, C d_loss, TensorView<T> d_img, TensorView<T> d_txt, Param& logit_scale,
                   GradMode mode) const {
-        const index_t N = s.ni.dim(0), E = s.ni.dim(1);
+        const index_t N = s.li.dim(0);
         auto sc = be.scope();
         auto d_li = sc.tensor({N, N}), d_lt = sc.tensor({N, N});
         const C half = C(0.5) * d_loss;
@@ -123,20 +116,7 @@ struct SymmetricInfoNce {
             be.axpy(T(-1), s.soft_t.view(), d_lt);
             be.scale(half / static_cast<C>(N), d_lt);
         }
-        if (T* g = logit_scale.grad_target(mode == GradMode::accumulate)) {
-            C d_log_scale = be.dot(d_li, s.li.view()) + be.dot(d_lt, s.lt.view());
-            auto tmp = sc.tensor(Shape{});
-            be.from_host(ConstView<C>(&d_log_scale, Shape{}), tmp);
-            be.axpy(T(1), tmp, TensorView<T>(g, Shape{}));
-        }
-        // d_î = s·(d_Li·t̂ + d_Ltᵀ·t̂),  d_t̂ = s·(d_Liᵀ·î + d_Lt·î)
-        auto d_ni = sc.tensor({N, E}), d_nt = sc.tensor({N, E});
-        be.gemm(Trans::N, Trans::N, N, E, N, s.scale, d_li.data(), N, s.nt.data(), E, T(0), d_ni.data(), E);
-        be.gemm(Trans::T, Trans::N, N, E, N, s.scale, d_lt.data(), N, s.nt.data(), E, T(1), d_ni.data(), E);
-        be.gemm(Trans::T, Trans::N, N, E, N, s.scale, d_li.data(), N, s.ni.data(), E, T(0), d_nt.data(), E);
-        be.gemm(Trans::N, Trans::N, N, E, N, s.scale, d_lt.data(), N, s.ni.data(), E, T(1), d_nt.data(), E);
-        if (!d_img.empty()) be.l2_normalize_backward(d_ni, s.ni.view(), s.norm_i.data(), d_img);
-        if (!d_txt.empty()) be.l2_normalize_backward(d_nt, s.nt.view(), s.norm_t.data(), d_txt);
+        similarity.backward(be, s.unit, s.li.view(), d_li, s.lt.view(), d_lt, d_img, d_txt, logit_scale, mode);
     }
 
     /// open_clip's in-place clamp of the log scale to [0, max_log_scale], after an optimizer step.

@@ -1,5 +1,5 @@
 // mmalign/train/gradients.hpp — what a training step does to gradients besides computing them:
-// global-norm clipping, scaling (gradient accumulation), and freezing by name.
+// the global norm, clipping it, scaling (gradient accumulation), and freezing by name.
 //
 // clip_grad_norm follows torch.nn.utils.clip_grad_norm_: total = √(Σ‖g‖²) over trainable
 // parameters; when total > max_norm every gradient is multiplied by max_norm / (total + 1e-6).
@@ -15,21 +15,18 @@
 
 namespace mmalign {
 
-/// Returns the total norm before clipping.
+/// √(Σ‖g‖²) over the gradients of trainable parameters (0 when none has one yet).
 template <Backend B, class M>
-double clip_grad_norm(B& be, M& module, double max_norm) {
+double global_grad_norm(B& be, M& module) {
     double sq = 0;
     module.visit([&](const std::string&, auto& p) {
         if (p.requires_grad && p.has_grad()) sq += double(be.dot(p.grad.view(), p.grad.view()));
     });
-    const double total = std::sqrt(sq);
-    const double coef = max_norm / (total + 1e-6);
-    if (coef < 1.0)
-        module.visit([&](const std::string&, auto& p) {
-            if (p.requires_grad && p.has_grad()) be.scale(static_cast<typename B::Compute>(coef), p.grad.view());
-        });
-    return total;
+    return std::sqrt(sq);
 }
+
+/// torch's clipping factor for a total norm: the gradients are multiplied by it when it is below 1.
+inline double clip_coefficient(double total_norm, double max_norm) { return max_norm / (total_norm + 1e-6); }
 
 /// g ← factor·g for every trainable parameter (e.g. 1/k after k accumulated micro-batches).
 template <Backend B, class M>
@@ -37,6 +34,15 @@ void scale_gradients(B& be, M& module, double factor) {
     module.visit([&](const std::string&, auto& p) {
         if (p.requires_grad && p.has_grad()) be.scale(static_cast<typename B::Compute>(factor), p.grad.view());
     });
+}
+
+/// Returns the total norm before clipping.
+template <Backend B, class M>
+double clip_grad_norm(B& be, M& module, double max_norm) {
+    const double total = global_grad_norm(be, module);
+    const double coef = clip_coefficient(total, max_norm);
+    if (coef < 1.0) scale_gradients(be, module, coef);
+    return total;
 }
 
 inline bool glob_match(std::string_view pattern, std::string_view text) {

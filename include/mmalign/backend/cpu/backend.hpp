@@ -4,7 +4,9 @@
 // time — the thread count, the gemm library choice, a scratch arena — while modules hold only
 // weights. T is the arithmetic type: float for models, double for gradient checks. T = bfloat16 or
 // float16 (16-bit storage computed in float, the reference for CudaBackend's 16-bit types) is a
-// specialisation of its own, in backend16.hpp, included at the end of this header.
+// specialisation of its own in backend16.hpp, which builds on this header (each 16-bit op runs the
+// float op): include that header for those types. The dependency runs one way only, so neither
+// header is ever read half-finished through the other.
 // Views are row-major; every op checks the shapes it is given and throws ShapeError otherwise.
 #pragma once
 
@@ -32,19 +34,35 @@
 
 namespace mmalign {
 
+namespace cpu {
+/// Copies mask.key_keep ([n]) into `dst` and returns the mask pointing at the copy, marked
+/// resident (CpuBackend's upload_mask for every storage type).
+template <class M>
+M copy_mask(const M& mask, index_t n, Tensor<std::int32_t>& dst) {
+    M m = mask;
+    if (!mask.key_keep) return m;
+    dst.resize(Shape{n});
+    if (n) std::copy(mask.key_keep, mask.key_keep + n, dst.data());
+    m.key_keep = dst.data();
+    m.key_keep_resident = true;
+    return m;
+}
+}  // namespace cpu
+
 template <class T = float>
 class CpuBackend {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                  "CpuBackend computes in float or double, or stores bfloat16/float16 (backend16.hpp); other "
-                  "element types need a conversion first.");
+                  "CpuBackend computes in float or double; for bfloat16/float16 storage include "
+                  "mmalign/backend/cpu/backend16.hpp; other element types need a conversion first.");
 
 public:
     using Scalar = T;
     using Compute = T;                  // computes in its storage type
     using Tensor = mmalign::Tensor<T>;  // what modules own: parameters, saved activations
     using ComputeTensor = Tensor;
+    using IndexTensor = mmalign::Tensor<std::int32_t>;  // a mask's key_keep kept across calls (upload_mask)
     using Scope = typename cpu::ScratchArena<T>::Scope;
-    using CrossEntropyResult = cpu::CrossEntropyResult<T>;
+    using CrossEntropyResult = mmalign::CrossEntropyResult<T>;
 
     struct Options {
         int threads = 0;  // 0: all OpenMP threads (OMP_NUM_THREADS or the core count)
@@ -143,6 +161,13 @@ public:
                             const T* d_o, const T* stats, T* d_q, T* d_k, T* d_v) {
         cpu::attention_backward<T>(threads_, q, k, v, kv_batch_stride, B, H, Tq, Tk, dh, scale, mask, o, d_o, stats, d_q,
                                    d_k, d_v);
+    }
+
+    /// Copies mask.key_keep ([n]) into `dst` and returns the mask pointing at the copy, marked
+    /// resident. Host memory is this backend's memory, so key_keep_resident changes nothing here;
+    /// the copy is what a module keeps (a Saved's mask outlives the caller's array).
+    AttentionMask<T> upload_mask(const AttentionMask<T>& mask, index_t n, IndexTensor& dst) {
+        return cpu::copy_mask(mask, n, dst);
     }
 
     // ---- attention softmax --------------------------------------------------------------------
@@ -317,6 +342,3 @@ static_assert(Backend<CpuBackend<float>>, "CpuBackend<float> must provide the wh
 static_assert(Backend<CpuBackend<double>>, "CpuBackend<double> must provide the whole op set.");
 
 }  // namespace mmalign
-
-// CpuBackend<bfloat16> and CpuBackend<float16>.
-#include "mmalign/backend/cpu/backend16.hpp"

@@ -33,8 +33,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "mmalign/backend/cpu/backend.hpp"
+#include "mmalign/backend/cpu/backend.hpp"  // CpuBackend<float>: the op every 16-bit op widens to
 #include "mmalign/core/backend.hpp"
+#include "mmalign/core/contracts/cross_entropy.hpp"
+#include "mmalign/core/contracts/embedding.hpp"
 #include "mmalign/core/float16.hpp"
 #include "mmalign/core/ops.hpp"
 #include "mmalign/core/tensor.hpp"
@@ -49,8 +51,9 @@ public:
     using Compute = float;
     using Tensor = mmalign::Tensor<T>;  // what modules own: parameters, saved activations
     using ComputeTensor = mmalign::Tensor<float>;
+    using IndexTensor = mmalign::Tensor<std::int32_t>;  // a mask's key_keep kept across calls (upload_mask)
     using Scope = typename cpu::ScratchArena<T>::Scope;
-    using CrossEntropyResult = cpu::CrossEntropyResult<float>;
+    using CrossEntropyResult = mmalign::CrossEntropyResult<float>;
     using C = float;
 
     struct Options {
@@ -193,6 +196,11 @@ public:
         round_into(dvf, d_v, nk);
     }
 
+    /// Copies mask.key_keep ([n]) into `dst` and returns the mask pointing at it (as CpuBackend<float>).
+    AttentionMask<T> upload_mask(const AttentionMask<T>& mask, index_t n, IndexTensor& dst) {
+        return cpu::copy_mask(mask, n, dst);
+    }
+
     // ---- attention softmax --------------------------------------------------------------------
     /// scores [B, H, Tq, Tk] → probabilities, in place.
     void attention_softmax_forward(TensorView<T> scores, C scale, const AttentionMask<T>& mask) {
@@ -292,7 +300,7 @@ public:
         if (d_out.numel() != n * D)
             throw ShapeError("embedding d_out: expected " + std::to_string(n) + " rows of " + std::to_string(D) +
                              ", found " + d_out.shape().str());
-        cpu::check_ids(ids, n, d_table.dim(0), "embedding backward");
+        check_table_ids(ids, n, d_table.dim(0), "embedding backward");
         if (d_out.numel() == 0) return;
         std::vector<std::int32_t> order(static_cast<std::size_t>(n));
         for (index_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);

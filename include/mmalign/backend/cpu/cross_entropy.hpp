@@ -5,33 +5,24 @@
 //   loss   = Σ_{n: t_n ≠ ignore} loss_n / #{n: t_n ≠ ignore}
 //   d_logits[n, c] = g / count · (p[n, c] − (1 − ε)·[c = t_n] − ε/C),  0 for ignored rows
 // Forward keeps log Σ exp per row (lse) for backward. When every row is ignored torch returns NaN;
-// here the loss is 0 with count 0, so an empty micro-batch cannot poison a running mean.
+// here the loss is 0 with count 0, so an empty micro-batch cannot poison a running mean. The result
+// type and the target check are every backend's (core/contracts/cross_entropy.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <string>
 
 #include "mmalign/backend/cpu/parallel.hpp"
-#include "mmalign/core/error.hpp"
+#include "mmalign/core/contracts/cross_entropy.hpp"
 
 namespace mmalign::cpu {
 
 template <class T>
-struct CrossEntropyResult {
-    T loss = 0;         // mean over counted rows
-    index_t count = 0;  // rows whose target is not ignore_index
-};
-
-template <class T>
 CrossEntropyResult<T> cross_entropy_forward(int threads, const T* logits, const std::int32_t* targets, index_t rows,
                                             index_t classes, std::int32_t ignore_index, T label_smoothing, T* lse) {
-    for (index_t r = 0; r < rows; ++r)
-        if (targets[r] != ignore_index && (targets[r] < 0 || targets[r] >= classes))
-            throw ArgumentError("cross_entropy: target " + std::to_string(targets[r]) + " at row " +
-                                std::to_string(r) + " is outside [0, " + std::to_string(classes) +
-                                ") and is not ignore_index " + std::to_string(ignore_index));
+    check_cross_entropy_targets(targets, rows, classes, ignore_index);
     parallel_for(threads, rows, classes * 4, [&](index_t r) {
         const T* x = logits + r * classes;
         T mx = -std::numeric_limits<T>::infinity();

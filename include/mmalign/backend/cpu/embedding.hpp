@@ -2,28 +2,21 @@
 //
 //   forward:  out[n, :] = table[ids[n], :]
 //   backward: d_table[ids[n], :] += d_out[n, :]      (repeated ids accumulate)
+// The id check is every backend's (core/contracts/embedding.hpp).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
-#include <string>
 
 #include "mmalign/backend/cpu/parallel.hpp"
-#include "mmalign/core/error.hpp"
+#include "mmalign/core/contracts/embedding.hpp"
 
 namespace mmalign::cpu {
-
-inline void check_ids(const std::int32_t* ids, index_t n, index_t rows, const char* what) {
-    for (index_t i = 0; i < n; ++i)
-        if (ids[i] < 0 || ids[i] >= rows)
-            throw ArgumentError(std::string(what) + ": id " + std::to_string(ids[i]) + " at position " +
-                                std::to_string(i) + " is outside the table of " + std::to_string(rows) + " rows");
-}
 
 template <class T>
 void embedding_forward(int threads, const std::int32_t* ids, index_t n, const T* table, index_t rows, index_t dim,
                        T* out) {
-    check_ids(ids, n, rows, "embedding");
+    check_table_ids(ids, n, rows, "embedding");
     parallel_for(threads, n, dim, [&](index_t i) {
         std::memcpy(out + i * dim, table + static_cast<index_t>(ids[i]) * dim, static_cast<std::size_t>(dim) * sizeof(T));
     });

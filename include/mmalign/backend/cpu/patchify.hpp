@@ -3,36 +3,17 @@
 //   pixels [B, C, H, W] → patches [B, (H/P)·(W/P), C·P·P]: patch i·(W/P)+j, elements in (c, ky, kx)
 //   order — which turns a stride-P P×P convolution without bias (weight [D, C, P, P]) into one
 //   product with the weight viewed as [D, C·P·P].
-// The shape check is shared with the CUDA backend, so both name the same problem the same way.
+// The shape check is every backend's (core/contracts/patchify.hpp), so all name the same problem
+// the same way.
 #pragma once
 
 #include <algorithm>
-#include <string>
 
 #include "mmalign/backend/cpu/parallel.hpp"
-#include "mmalign/core/error.hpp"
+#include "mmalign/core/contracts/patchify.hpp"
 #include "mmalign/core/tensor.hpp"
 
 namespace mmalign::cpu {
-
-struct PatchGrid {
-    index_t batch, channels, height, width, rows, cols, patch_size;  // rows × cols patches per image
-    index_t patch_len() const { return channels * patch_size * patch_size; }
-};
-
-/// Throws ShapeError unless pixels is [B, C, H, W] with H and W multiples of P > 0 and patches is
-/// [B, (H/P)·(W/P), C·P·P].
-template <class T>
-PatchGrid check_patchify(ConstView<T> pixels, index_t P, ConstView<T> patches) {
-    if (pixels.rank() != 4 || P <= 0 || pixels.dim(2) % P || pixels.dim(3) % P)
-        throw ShapeError("patchify: expected [B, C, H, W] with H and W multiples of " + std::to_string(P) + ", found " +
-                         pixels.shape().str());
-    const PatchGrid g{pixels.dim(0), pixels.dim(1), pixels.dim(2), pixels.dim(3), pixels.dim(2) / P, pixels.dim(3) / P, P};
-    const Shape want{g.batch, g.rows * g.cols, g.patch_len()};
-    if (!(patches.shape() == want))
-        throw ShapeError("patchify output: expected " + want.str() + ", found " + patches.shape().str());
-    return g;
-}
 
 template <class T>
 void patchify(int threads, ConstView<T> pixels, index_t P, TensorView<T> patches) {

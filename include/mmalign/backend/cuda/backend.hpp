@@ -9,7 +9,9 @@
 //  * Every T pointer and view (tensors, bias, mean, rstd, lse, norm, AttentionMask::additive)
 //    is device memory. Integer arrays (token ids, targets, AttentionMask::key_keep) are HOST
 //    memory, as the op set's contract says; the ops check them on the host and upload them into
-//    scratch on the stream.
+//    scratch on the stream — except a key_keep that upload_mask has already placed in device
+//    memory (AttentionMask::key_keep_resident), which modules upload once per forward or
+//    decoding step instead of once per attention call.
 //  * Ops that return a value to the host (cross_entropy_forward's loss, sum, mean) and the
 //    transfers from_host / to_host synchronise the stream; nothing else does.
 //  * Products are fp32 (cuBLAS's default math: no TF32) unless Options::tf32 or set_tf32(true)
@@ -36,9 +38,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "mmalign/backend/cpu/cross_entropy.hpp"  // CrossEntropyResult, shared by every backend
-#include "mmalign/backend/cpu/embedding.hpp"      // check_ids: the same message on every backend
-#include "mmalign/backend/cpu/patchify.hpp"       // check_patchify: likewise
 #include "mmalign/backend/cuda/arena.hpp"
 #include "mmalign/backend/cuda/device_tensor.hpp"
 #include "mmalign/backend/cuda/error.hpp"
@@ -52,6 +51,9 @@
 #include "mmalign/backend/cuda/kernels/softmax.cuh"
 #include "mmalign/backend/cuda/lt_plans.hpp"
 #include "mmalign/core/backend.hpp"
+#include "mmalign/core/contracts/cross_entropy.hpp"  // the result and target check of every backend
+#include "mmalign/core/contracts/embedding.hpp"      // the id check of every backend
+#include "mmalign/core/contracts/patchify.hpp"       // the shape check of every backend
 #include "mmalign/core/ops.hpp"
 #include "mmalign/core/tensor.hpp"
 
@@ -68,8 +70,9 @@ public:
     using Compute = float;
     using Tensor = DeviceTensor<T>;  // what modules own: parameters, saved activations
     using ComputeTensor = DeviceTensor<Compute>;
+    using IndexTensor = DeviceTensor<std::int32_t>;  // a mask's key_keep in device memory (upload_mask)
     using Scope = cuda::DeviceArena::Scope<T>;
-    using CrossEntropyResult = cpu::CrossEntropyResult<Compute>;
+    using CrossEntropyResult = mmalign::CrossEntropyResult<Compute>;
     using C = Compute;
 
     struct Options {
@@ -341,9 +344,26 @@ public:
         }
     }
 
+    /// Copies mask.key_keep ([n]; host memory, or device memory when key_keep_resident) into `dst`
+    /// on the stream and returns the mask pointing at it, marked resident, so that the attention
+    /// ops read it where it is instead of uploading it on every call. The host array may be reused
+    /// as soon as this returns (pageable memory is staged).
+    AttentionMask<T> upload_mask(const AttentionMask<T>& mask, index_t n, IndexTensor& dst) {
+        AttentionMask<T> m = mask;
+        if (!mask.key_keep) return m;
+        dst.resize(Shape{n});
+        if (n)
+            MMALIGN_CUDA_CHECK(cudaMemcpyAsync(dst.data(), mask.key_keep, static_cast<std::size_t>(n) * sizeof(std::int32_t),
+                                               mask.key_keep_resident ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice,
+                                               stream_));
+        m.key_keep = dst.data();
+        m.key_keep_resident = true;
+        return m;
+    }
+
     // ---- attention softmax --------------------------------------------------------------------
-    /// scores [B, H, Tq, Tk] → probabilities, in place. mask.key_keep is host memory [B, Tk];
-    /// mask.additive is device memory.
+    /// scores [B, H, Tq, Tk] → probabilities, in place. mask.key_keep is host memory [B, Tk]
+    /// (device memory when key_keep_resident); mask.additive is device memory.
     void attention_softmax_forward(TensorView<T> scores, C scale, const AttentionMask<T>& mask) {
         if (scores.rank() != 4) throw ShapeError("attention_softmax: expected [B, H, Tq, Tk], found " + scores.shape().str());
         const index_t B = scores.dim(0), H = scores.dim(1), Tq = scores.dim(2), Tk = scores.dim(3);
@@ -472,7 +492,7 @@ public:
         if (out.numel() != n * table.dim(1))
             throw ShapeError("embedding output: expected " + std::to_string(n) + " rows of " +
                              std::to_string(table.dim(1)) + ", found " + out.shape().str());
-        cpu::check_ids(ids, n, table.dim(0), "embedding");
+        check_table_ids(ids, n, table.dim(0), "embedding");
         if (out.numel() == 0) return;
         auto sc = scope();
         launch_pointwise(out.numel(), cuda::kernels::embedding_forward_kernel<T>, upload(sc, ids, n), n, table.data(),
@@ -483,7 +503,7 @@ public:
         if (d_out.numel() != n * d_table.dim(1))
             throw ShapeError("embedding d_out: expected " + std::to_string(n) + " rows of " +
                              std::to_string(d_table.dim(1)) + ", found " + d_out.shape().str());
-        cpu::check_ids(ids, n, d_table.dim(0), "embedding backward");  // a bad id here would corrupt memory
+        check_table_ids(ids, n, d_table.dim(0), "embedding backward");  // a bad id here would corrupt memory
         if (d_out.numel() == 0) return;
         auto sc = scope();
         if constexpr (is_16bit_float_v<T>) {
@@ -517,7 +537,7 @@ public:
     /// pixels [B, C, H, W] → patches [B, (H/P)·(W/P), C·P·P], patch i·(W/P)+j, elements in
     /// (c, ky, kx) order (CpuBackend::patchify).
     void patchify(ConstView<T> pixels, index_t P, TensorView<T> patches) {
-        const cpu::PatchGrid g = cpu::check_patchify<T>(pixels, P, patches);
+        const PatchGrid g = check_patchify<T>(pixels, P, patches);
         launch_pointwise(patches.numel(), cuda::kernels::patchify_kernel<T>, pixels.data(), g.batch, g.channels,
                          g.height, g.width, P, patches.data());
     }
@@ -528,7 +548,7 @@ public:
     CrossEntropyResult cross_entropy_forward(ConstView<T> logits, const std::int32_t* targets, std::int32_t ignore_index,
                                              C label_smoothing, C* lse) {
         const index_t rows = logits.shape().rows(), classes = logits.shape().cols();
-        check_targets(targets, rows, classes, ignore_index);
+        check_cross_entropy_targets(targets, rows, classes, ignore_index);
         if (rows == 0) return {C(0), 0};
         auto sc = scope();
         const std::int32_t* t = upload(sc, targets, rows);
@@ -556,7 +576,7 @@ public:
                                 C label_smoothing, index_t count, C d_loss, TensorView<T> d_logits) {
         check_same(logits, d_logits, "cross_entropy d_logits");
         const index_t rows = logits.shape().rows(), classes = logits.shape().cols();
-        check_targets(targets, rows, classes, ignore_index);
+        check_cross_entropy_targets(targets, rows, classes, ignore_index);
         if (logits.numel() == 0) return;
         const C g = count ? d_loss / static_cast<C>(count) : C(0);
         const C off = label_smoothing / static_cast<C>(classes);
@@ -727,21 +747,16 @@ private:
         return d;
     }
 
-    static void check_targets(const std::int32_t* targets, index_t rows, index_t classes, std::int32_t ignore_index) {
-        for (index_t r = 0; r < rows; ++r)
-            if (targets[r] != ignore_index && (targets[r] < 0 || targets[r] >= classes))
-                throw ArgumentError("cross_entropy: target " + std::to_string(targets[r]) + " at row " +
-                                    std::to_string(r) + " is outside [0, " + std::to_string(classes) +
-                                    ") and is not ignore_index " + std::to_string(ignore_index));
-    }
     static void check_head_dim(index_t dh) {
         if (dh < 0 || dh > cuda::kernels::max_head_dim)
             throw ArgumentError("attention: fused attention supports head widths up to " +
                                 std::to_string(cuda::kernels::max_head_dim) + ", found " + std::to_string(dh));
     }
-    /// The mask as the kernels take it, key_keep uploaded into scratch of `sc`.
+    /// The mask as the kernels take it: key_keep uploaded into scratch of `sc`, unless upload_mask
+    /// has put it in device memory already.
     cuda::kernels::DeviceMask<T> device_mask(Scope& sc, const AttentionMask<T>& m, index_t B, index_t Tq, index_t Tk) {
-        return {m.key_keep ? upload(sc, m.key_keep, B * Tk) : nullptr, m.causal, m.causal_offset, m.additive,
+        const std::int32_t* keep = !m.key_keep ? nullptr : m.key_keep_resident ? m.key_keep : upload(sc, m.key_keep, B * Tk);
+        return {keep, m.causal, m.causal_offset, m.additive,
                 m.additive_batch_stride < 0 ? Tq * Tk : m.additive_batch_stride};
     }
     static void check_same(ConstView<T> a, ConstView<T> b, const char* what) {
