@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${MMALIGN_EXAMPLE_BUILD:-build-example}
+[[ $build = /* ]] || build=./$build
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DMMALIGN_BUILD_TESTS=OFF -DMMALIGN_BUILD_EXAMPLES=ON -DMMALIGN_BUILD_BENCHMARKS=OFF
 cmake --build "$build" --target clip_fashion_mnist quickstart
-"./$build/examples/clip_fashion_mnist" --out "$build/clip_fashion_mnist" "$@"
+"$build/examples/clip_fashion_mnist" --out "$build/clip_fashion_mnist" "$@"

@@ -301,8 +301,9 @@ int main(int argc, char** argv) try {
     std::filesystem::create_directories(opt.out);
     long step = 0;
     if (!opt.resume.empty()) step = long(load_checkpoint(opt.resume, model, adamw));
+    const std::string tb_dir = opt.tensorboard.empty() ? opt.out + "/tb" : opt.tensorboard;
     MetricsLog metrics(opt.out + "/metrics.jsonl", /*append=*/!opt.resume.empty(),
-                       {.tensorboard_dir = opt.tensorboard.empty() ? opt.out + "/tb" : opt.tensorboard});
+                       {.tensorboard_dir = tb_dir, .start_step = step});
     std::printf("clip_fashion_mnist: %lld parameters, %ld steps of batch %lld (%ld per epoch), %d threads%s\n",
                 (long long)count_parameters(model), total, (long long)B, steps_per_epoch, opt.threads,
                 step ? (", resuming at step " + std::to_string(step)).c_str() : "");
@@ -432,7 +433,6 @@ int main(int argc, char** argv) try {
     ap.series = {per_epoch, final_eval};
     fig.save(opt.out + "/curves");
 
-    const std::string tb_dir = opt.tensorboard.empty() ? opt.out + "/tb" : opt.tensorboard;
     std::printf("final loss %.4f (mean of the last %zu logged: %.4f); curves: %s/curves.svg and .png; "
                 "TensorBoard: tensorboard --logdir %s\n",
                 loss_curve.empty() ? 0.0 : loss_curve.back().second, h + 1, smooth.points.empty() ? 0.0 : smooth.points.back().second,

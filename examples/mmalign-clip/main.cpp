@@ -110,18 +110,18 @@ struct Pipeline {
     Be be;
     std::string dir;
     Clip<Be> model;
-    std::optional<io::ClipTokenizer> tokenizer_;
-    std::optional<io::ClipImageProcessorConfig> processor_;
+    std::optional<io::ClipTokenizer> loaded_tokenizer;
+    std::optional<io::ClipImageProcessorConfig> loaded_processor;
 
     Pipeline(const std::string& d, int threads) : be({.threads = threads}), dir(d), model(Clip<Be>::from_pretrained(be, d)) {}
 
     io::ClipTokenizer& tokenizer() {
-        if (!tokenizer_) tokenizer_.emplace(io::ClipTokenizer::from_hf_folder(dir));
-        return *tokenizer_;
+        if (!loaded_tokenizer) loaded_tokenizer.emplace(io::ClipTokenizer::from_hf_folder(dir));
+        return *loaded_tokenizer;
     }
     const io::ClipImageProcessorConfig& processor() {
-        if (!processor_) processor_ = io::load_clip_image_processor_config(dir + "/preprocessor_config.json");
-        return *processor_;
+        if (!loaded_processor) loaded_processor = io::load_clip_image_processor_config(dir + "/preprocessor_config.json");
+        return *loaded_processor;
     }
     Tensor<float> pixels(const std::vector<std::string>& paths) {
         std::vector<io::Image> imgs;

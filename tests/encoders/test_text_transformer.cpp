@@ -21,7 +21,7 @@ TEST_CASE("EOS pooling: argmax(ids) when eos_token_id is 2, else the first id eq
                                            0, 3, 4, 5, 6, 8, 9, 10};    // no 7 at all → position 0
     CHECK(legacy.pool_positions(ids, 2, 8) == std::vector<index_t>{2, 7});
     CHECK(current.pool_positions(ids, 2, 8) == std::vector<index_t>{5, 0});
-    current.config.pooling = TextPooling::argmax;  // pre-#24777: argmax whatever the eos id
+    current.config.pooling = TextPooling::argmax;  // pre-#24773: argmax whatever the eos id
     CHECK(current.pool_positions(ids, 2, 8) == std::vector<index_t>{2, 7});
     legacy.config.pooling = TextPooling::first_eos;  // eos id 2: first 2 in row 0 is absent → 0
     CHECK(legacy.pool_positions(ids, 2, 8) == std::vector<index_t>{0, 0});

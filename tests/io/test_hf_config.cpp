@@ -94,6 +94,26 @@ TEST_CASE("bad config values name the file and the field: wrong type, nested non
     CHECK(error_of([&] { read({{"projection_dim", 8}}); }).empty());
 }
 
+TEST_CASE("sizes that pass one by one but whose product is absurd are refused before anything is allocated") {
+    // image 2^24 / patch 1 is 2^48 tokens: their product would wrap the element count around.
+    VitConfig v = VitConfig::blip();
+    const std::string vit = error_of([&] {
+        io::read_hf_fields(v, {{"image_size", 16777216}, {"patch_size", 1}, {"hidden_size", 65536},
+                                {"num_attention_heads", 1}, {"num_hidden_layers", 0}, {"intermediate_size", 1}},
+                           "config.json");
+    });
+    CHECK(vit.starts_with("config.json: image_size 16777216 / patch_size 1 gives"));
+    CHECK(vit.find("more than 2^32 position-table elements") != std::string::npos);
+    ClipConfig c;
+    const std::string text = error_of([&] {
+        io::read_hf_fields(c, {{"text_config", {{"vocab_size", 16777216}, {"hidden_size", 4096}, {"num_attention_heads", 8}}}},
+                           "config.json");
+    });
+    CHECK(text.find("more than 2^32 elements") != std::string::npos);
+    // The Shape a wrapped count would have come from throws instead of reporting a small size.
+    CHECK_THROWS_AS(Shape({1, index_t(1) << 48, 65536}).numel(), ShapeError);
+}
+
 TEST_CASE("writing a Config gives back the values of the config.json it was read from (CLIP, BLIP, BLIP-2)") {
     {
         const io::HfConfig hf = io::load_clip_config(fixtures + "/clip/odd_grid_gelu/config.json");

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "mmalign/train/plot.hpp"
 #include "support/temp_dir.hpp"
 #if defined(MMALIGN_WITH_IMAGE)
@@ -317,4 +319,37 @@ TEST_CASE("a figure too small for its panels is refused with a message") {
     Figure fig = sample_figure();
     fig.height = 120;
     CHECK_THROWS_AS(fig.scene(), ArgumentError);
+}
+
+TEST_CASE("nice_ticks ends on ranges beyond 2^53 and at the ends of the double range, still covering them") {
+    for (auto [lo, hi] : {std::pair{1e17, 1e17 + 16}, std::pair{-1e308, 1e308}, std::pair{1e300, 1.5e300},
+                          std::pair{-4e18, -4e18 + 1000}}) {
+        const Ticks t = nice_ticks(lo, hi, 6);
+        CAPTURE(lo);
+        CAPTURE(hi);
+        REQUIRE(!t.values.empty());
+        CHECK(t.values.size() <= 6);
+        CHECK(t.lo <= lo);
+        CHECK(t.hi >= hi);
+        for (double v : t.values) CHECK(std::isfinite(v));
+    }
+}
+
+TEST_CASE("a failed save leaves the previous SVG and PNG as they were") {
+    const auto dir = std::filesystem::temp_directory_path() / ("mmalign_plot_keep_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string stem = (dir / "curves").string();
+    sample_figure().save(stem);
+    auto bytes = [](const std::string& p) {
+        std::ifstream f(p, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(f), {});
+    };
+    const std::string svg = bytes(stem + ".svg"), png = bytes(stem + ".png");
+    REQUIRE(svg.size() > 100);
+    Figure small = sample_figure();
+    small.height = 120;  // too small: drawing throws before anything is written
+    CHECK_THROWS_AS(small.save(stem), ArgumentError);
+    CHECK(bytes(stem + ".svg") == svg);
+    CHECK(bytes(stem + ".png") == png);
+    std::filesystem::remove_all(dir);
 }

@@ -279,6 +279,33 @@ TEST_CASE("a non-finite gradient under a LossScaler skips the update (parameters
     CHECK(same_moments(ref_opt, opt));
 }
 
+TEST_CASE("under a LossScaler, a gradient norm that overflows while every element is finite skips the step and "
+          "backs the scale off (clipping by an infinite norm would zero the gradient and step)") {
+    Be be;
+    const index_t n = 4, K = 3, D = 5;
+    Tensor<float> x(Shape{n, D});  // [n, D]
+    testing::fill_uniform(x.view(), 11, -1.0, 1.0);
+    const std::vector<std::int32_t> labels = {0, 2, 1, 0};
+    SoftmaxRegression model(K, D, 5);
+    const Tensor<float> before = model.weight.value;
+    SoftmaxRegressionTask task{model, {}, {}, {}};
+    AdamW<Be> opt(adamw_config());
+    // S = 2^100: every element of S·g stays below float's 3.4e38, the sum of their squares does not.
+    LossScaler<Be> scaler({.init_scale = std::ldexp(1.0, 100)});
+    TrainStep<Be> step(opt, {.max_grad_norm = 1.0}, &scaler);
+    const auto r = step(be, task, SoftmaxRegressionTask::Batch{x.cview(), labels}, 1e-3);
+    bool elements_finite = true;
+    for (float g : model.weight.grad) elements_finite = elements_finite && std::isfinite(g);
+    REQUIRE(elements_finite);
+    CHECK_FALSE(std::isfinite(r.grad_norm));
+    CHECK(r.skipped);
+    CHECK_FALSE(r.clipped);
+    CHECK(opt.step_count() == 0);
+    CHECK(scaler.scale() == std::ldexp(1.0, 99));
+    CHECK(scaler.skipped_steps() == 1);
+    CHECK(std::equal(before.begin(), before.end(), model.weight.value.begin()));
+}
+
 TEST_CASE("clipping leaves a gradient within max_grad_norm untouched and scales a larger one to max_grad_norm") {
     Be be;
     const test::ClipBatch batch = test::ClipBatch::load();

@@ -256,18 +256,20 @@ TEST_CASE("MetricsLog writes every numeric field but step as a scalar at the rec
     const auto files = event_files(tb);
     REQUIRE(files.size() == 1);
     const auto ev = read_events(files[0]);
-    REQUIRE(ev.size() == 3);  // file_version, then one event per record with numbers
+    REQUIRE(ev.size() == 4);  // file_version, a START at step 0, then one event per record with numbers
     CHECK(ev[0].file_version == "brain.Event:2");
+    CHECK(ev[1].session_start);  // a fresh run: TensorBoard drops what earlier runs left in the folder
     CHECK(ev[1].step == 0);
-    REQUIRE(ev[1].scalars.size() == 2);
-    std::map<std::string, float> first(ev[1].scalars.begin(), ev[1].scalars.end());
+    CHECK(ev[2].step == 0);
+    REQUIRE(ev[2].scalars.size() == 2);
+    std::map<std::string, float> first(ev[2].scalars.begin(), ev[2].scalars.end());
     CHECK(first.at("loss") == 5.5f);
     CHECK(first.at("lr") == 2e-3f);
-    CHECK(ev[2].step == 10);
-    std::map<std::string, float> second(ev[2].scalars.begin(), ev[2].scalars.end());
+    CHECK(ev[3].step == 10);
+    std::map<std::string, float> second(ev[3].scalars.begin(), ev[3].scalars.end());
     CHECK(second.at("loss") == 4.125f);
     CHECK(second.at("epoch") == 0.0427f);
-    CHECK(ev[1].wall_time > 1.6e9);  // seconds since 1970, now
+    CHECK(ev[2].wall_time > 1.6e9);  // seconds since 1970, now
     // The JSONL is unchanged by the TensorBoard output.
     CHECK(read_file(tmp / "metrics.jsonl") ==
           "{\"loss\":5.5,\"lr\":0.002,\"name\":\"not a number\",\"ok\":true,\"step\":0}\n"
@@ -308,5 +310,14 @@ TEST_CASE("a resumed MetricsLog starts a new event file with a SessionLog START 
     CHECK(ev[1].step == 20);
     CHECK(ev[2].step == 20);
     CHECK(ev[3].step == 30);
-    CHECK(read_events(before[0]).size() == 2);  // the first run's file is untouched
+    CHECK(read_events(before[0]).size() == 3);  // the first run's file is untouched
+    {
+        // A resume that names its checkpoint's step puts the START there, before its first record.
+        MetricsLog log(tmp / "metrics.jsonl", true, {.tensorboard_dir = tmp / "tb2", .start_step = 15});
+        log.write({{"step", 20}, {"loss", 2.0}});
+    }
+    const auto third = read_events(event_files(tmp / "tb2").at(0));
+    REQUIRE(third.size() == 3);
+    CHECK(third[1].session_start);
+    CHECK(third[1].step == 15);
 }

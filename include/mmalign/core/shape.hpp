@@ -36,17 +36,11 @@ public:
             throw ShapeError("Shape: axis " + std::to_string(i) + " out of range for " + str());
         return dims_[static_cast<std::size_t>(i)];
     }
-    index_t numel() const {
-        index_t n = 1;
-        for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<std::size_t>(i)];
-        return n;
-    }
+    /// The element count; a product beyond index_t's range (sizes from an absurd config) throws
+    /// instead of wrapping around to a small count.
+    index_t numel() const { return product(rank_); }
     /// Product of all extents but the last: the row count when viewed as a matrix.
-    index_t rows() const {
-        index_t r = 1;
-        for (int i = 0; i + 1 < rank_; ++i) r *= dims_[static_cast<std::size_t>(i)];
-        return r;
-    }
+    index_t rows() const { return product(rank_ > 0 ? rank_ - 1 : 0); }
     index_t cols() const { return rank_ == 0 ? 1 : dims_[static_cast<std::size_t>(rank_ - 1)]; }
 
     friend bool operator==(const Shape& a, const Shape& b) {
@@ -66,6 +60,14 @@ public:
     }
 
 private:
+    index_t product(int axes) const {
+        index_t n = 1;
+        for (int i = 0; i < axes; ++i)
+            if (__builtin_mul_overflow(n, dims_[static_cast<std::size_t>(i)], &n))
+                throw ShapeError("Shape " + str() + ": the element count overflows");
+        return n;
+    }
+
     std::array<index_t, max_rank> dims_{};
     int rank_ = 0;
 };

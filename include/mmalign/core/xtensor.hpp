@@ -15,7 +15,8 @@
 //
 // Lifetimes: an as_* result owns nothing. It is valid while the memory it was made from lives
 // and is not reallocated (Tensor::resize to more elements, an xarray's resize or assignment of
-// another shape). as_* refuses temporaries for that reason. A to_* result owns its elements and
+// another shape). as_* refuses a temporary Tensor for that reason; a view taken of a
+// temporary (as_xtensor(make().view())) still compiles and dangles after the full expression. A to_* result owns its elements and
 // outlives its source.
 //
 // Row-major is spelled out in every type below, so a program that changes

@@ -6,11 +6,12 @@
 //   [B, T, D];  pooled[b] = last_hidden_state[b, pool_b] [B, D]
 // Where each row pools (Config::pooling, TextPooling):
 //   cls: position 0 (a [CLS]-style first token);  none: no pooled output;
-//   the EOS rules, every one transformers' CLIP has used (all agree on CLIP-tokenized input):
+//   the EOS rules: the two transformers' CLIP has used (hf_eos2_argmax, argmax) and two stricter
+//   variants (first_eos, hf_all_rows_max); all four agree on CLIP-tokenized input:
 //   hf_eos2_argmax (default; transformers ≥ 4.31 up to 5.25 at least): eos_token_id == 2 (the
 //       legacy value still in the OpenAI hub configs) → argmax(ids), else the first position
 //       whose id equals eos_token_id (position 0 when there is none);
-//   argmax: argmax(ids) always (before transformers PR #24777) — the first EOS, 49407 being the
+//   argmax: argmax(ids) always (before transformers PR #24773) — the first EOS, 49407 being the
 //       largest id;
 //   first_eos: the first position equal to eos_token_id always;
 //   hf_all_rows_max: argmax(ids) when every row's largest id is 49407, else first_eos.
@@ -82,6 +83,13 @@ struct TextTransformer {
             if (heads > 0 && hidden % heads)
                 return "hidden_size " + std::to_string(hidden) + " is not a multiple of num_attention_heads " +
                        std::to_string(heads);
+            // As VisionTransformer: a table or weight beyond 2^32 elements is refused as absurd.
+            constexpr double limit = 4294967296.0;
+            const double widest = std::max({double(vocab_size), double(max_positions), double(mlp_hidden)});
+            if (widest * double(hidden) > limit)
+                return "hidden_size " + std::to_string(hidden) + " with vocab_size " + std::to_string(vocab_size) +
+                       ", max_position_embeddings " + std::to_string(max_positions) + " and intermediate_size " +
+                       std::to_string(mlp_hidden) + " gives a table or weight of more than 2^32 elements";
             return {};
         }
     };
@@ -204,9 +212,12 @@ struct TextTransformer {
     /// forward pooled nothing). Parameter gradients accumulate.
     void backward(B& be, Saved& s, ConstView<T> d_pooled, ConstView<T> d_last_hidden, GradMode mode) {
         const index_t D = config.hidden, Bn = s.batch;
+        if (Bn <= 0) throw ArgumentError("TextTransformer backward: this Saved holds no forward pass");
         const index_t Tn = static_cast<index_t>(s.tokens.ids.size()) / Bn;
         if (!d_pooled.empty() && s.pool_index.empty())
             throw ArgumentError("TextTransformer backward: d_pooled given, but forward computed no pooled output");
+        if (!d_pooled.empty()) expect_shape(d_pooled.shape(), {Bn, D}, "TextTransformer backward d_pooled");
+        if (!d_last_hidden.empty()) expect_shape(d_last_hidden.shape(), {Bn, Tn, D}, "TextTransformer backward d_last_hidden");
         auto sc = be.scope();
         auto d_last = sc.tensor({Bn, Tn, D});
         if (d_last_hidden.empty()) be.fill(d_last, T(0));

@@ -111,10 +111,7 @@ struct VisionTransformer {
             c.positions = PositionStorage::parameter;
             c.class_token = ClassTokenShape::batch_row;
             c.fused_qkv = true;
-            c.names.block.q = "q";  // module-side names of the fused tensor's three parts
-            c.names.block.k = "k";
-            c.names.block.v = "v";
-            c.names.block.out = "projection";
+            c.names.block = BlockNames::blip_vision();
             return c;
         }
         /// transformers' Blip2VisionConfig defaults (EVA ViT-g/14) in Blip2VisionModel's layout.
@@ -159,6 +156,19 @@ struct VisionTransformer {
             if (heads > 0 && hidden % heads)
                 return "hidden_size " + std::to_string(hidden) + " is not a multiple of num_attention_heads " +
                        std::to_string(heads);
+            // Each size is bounded on its own; their products are what gets allocated. A position
+            // table or a layer's weights beyond 2^32 elements (16 GiB of float) is refused as absurd.
+            constexpr double limit = 4294967296.0;
+            if (patch_size > 0) {
+                const double grid = double(image_size / patch_size), tokens = grid * grid + 1;
+                if (tokens * double(hidden) > limit)
+                    return "image_size " + std::to_string(image_size) + " / patch_size " + std::to_string(patch_size) +
+                           " gives " + std::to_string(static_cast<long long>(tokens)) + " tokens of width " +
+                           std::to_string(hidden) + ", more than 2^32 position-table elements";
+            }
+            if (double(hidden) * double(mlp_hidden) > limit || double(hidden) * double(channels) * double(patch_size) * double(patch_size) > limit)
+                return "hidden_size " + std::to_string(hidden) + " with intermediate_size " + std::to_string(mlp_hidden) +
+                       " and patch_size " + std::to_string(patch_size) + " gives a weight of more than 2^32 elements";
             return {};
         }
     };
@@ -315,8 +325,11 @@ struct VisionTransformer {
         const Config& c = config;
         const index_t Bn = s.batch, N = c.patches(), Tn = c.tokens(), D = c.hidden;
         const index_t K = c.channels * c.patch_size * c.patch_size;
+        if (Bn <= 0) throw ArgumentError("VisionTransformer backward: this Saved holds no forward pass");
         if (!d_pooled.empty() && !s.pooled)
             throw ArgumentError("VisionTransformer backward: d_pooled given, but forward computed no pooled output");
+        if (!d_pooled.empty()) expect_shape(d_pooled.shape(), {Bn, D}, "VisionTransformer backward d_pooled");
+        if (!d_last_hidden.empty()) expect_shape(d_last_hidden.shape(), {Bn, Tn, D}, "VisionTransformer backward d_last_hidden");
         auto sc = be.scope();
         auto d_last = sc.tensor({Bn, Tn, D});
         if (d_last_hidden.empty()) be.fill(d_last, T(0));

@@ -121,11 +121,14 @@ public:
     static void read(Config& config, const nlohmann::json& obj, const std::string& file, const std::string& path) {
         if (!obj.is_object())
             throw IoError(file + (path.empty() ? "" : "." + path) + ": expected a JSON object, found " + json_type(obj));
-        config.hf_fields(HfFieldReader(obj, file, path));
-        if constexpr (requires { config.hf_problem(); }) {
-            if (const std::string why = config.hf_problem(); !why.empty())
+        // Read into a copy: a config that fails leaves `config` as it was.
+        Config read_config = config;
+        read_config.hf_fields(HfFieldReader(obj, file, path));
+        if constexpr (requires { read_config.hf_problem(); }) {
+            if (const std::string why = read_config.hf_problem(); !why.empty())
                 throw IoError(file + ": " + (path.empty() ? "" : path + ".") + why);
         }
+        config = std::move(read_config);
     }
 
 private:

@@ -2,7 +2,7 @@
 //
 //   encode_png(pixels, width, height, channels)  the bytes of a PNG: grey (1), grey+alpha (2),
 //                                                 RGB (3) or RGBA (4), HWC rows, 8 bits each
-//   write_png(path, pixels, width, height, channels)   the same, into "<path>.tmp.<pid>", renamed
+//   write_png(path, pixels, width, height, channels)   the same, into "<path>.tmp.<pid>.<n>", renamed
 //                                                 over `path` so a reader never sees half a file
 //
 // Why a writer of its own: the library stays header-only with no link dependency (the reader
@@ -31,6 +31,7 @@
 
 #include "mmalign/core/error.hpp"
 #include "mmalign/core/shape.hpp"
+#include "mmalign/io/atomic_file.hpp"
 #include "mmalign/io/gzip.hpp"
 
 namespace mmalign::io {
@@ -222,30 +223,12 @@ inline std::string encode_png(const std::uint8_t* pixels, index_t width, index_t
     return out;
 }
 
-/// Writes encode_png(...) to `path` through a temporary file in the same folder and a rename.
+/// Writes encode_png(...) to `path` atomically (io/atomic_file.hpp: a temporary file, then a rename).
 /// Throws IoError naming the file when it cannot be written.
 inline void write_png(const std::string& path, const std::uint8_t* pixels, index_t width, index_t height,
                       index_t channels) {
     const std::string bytes = encode_png(pixels, width, height, channels);
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        if (!f) throw IoError("write_png: cannot create '" + tmp + "'");
-        f.write(bytes.data(), std::streamsize(bytes.size()));
-        f.close();
-        if (!f) {
-            std::error_code ec;
-            std::filesystem::remove(tmp, ec);
-            throw IoError("write_png: writing '" + tmp + "' failed");
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::error_code ignored;
-        std::filesystem::remove(tmp, ignored);
-        throw IoError("write_png: cannot rename the temporary file over '" + path + "': " + ec.message());
-    }
+    write_file_atomic(path, {bytes}, "write_png");
 }
 
 }  // namespace mmalign::io

@@ -49,6 +49,7 @@
 #include "mmalign/core/parameter.hpp"
 #include "mmalign/core/shape.hpp"
 #include "mmalign/core/tensor.hpp"
+#include "mmalign/io/atomic_file.hpp"
 
 namespace mmalign::io {
 
@@ -941,28 +942,9 @@ struct TensorToSave {
     TensorToSave(std::string n, Shape s, const float* p) : name(std::move(n)), shape(s), dtype(Dtype::F32), data(p) {}
 };
 
-namespace detail {
 
-/// Writes all n bytes; returns 0 or the errno of the failing write.
-inline int write_all(int fd, const void* p, std::size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n) {
-        const ssize_t w = ::write(fd, c, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return errno;
-        if (w == 0) return EIO;
-        c += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return 0;
-}
-
-}  // namespace detail
-
-/// Writes `tensors` and `metadata` to `path` atomically: into "<path>.tmp.<pid>.<n>" in the same
-/// directory, fsync, rename over `path`, fsync the directory. On failure the temporary file is
-/// removed, `path` keeps its old content (or stays absent) and IoError names the file and the
-/// cause. Layout as the reference writer's `prepare`: keys sorted, data in order of descending
+/// Writes `tensors` and `metadata` to `path` atomically (io/atomic_file.hpp): on failure `path`
+/// keeps its old content (or stays absent) and IoError names the file and the cause. Layout as the reference writer's `prepare`: keys sorted, data in order of descending
 /// element size then name (so every tensor is aligned to its element size), header padded
 /// with spaces to a multiple of 8 bytes.
 inline void save_safetensors(const std::string& path, const std::vector<TensorToSave>& tensors,
@@ -1004,44 +986,10 @@ inline void save_safetensors(const std::string& path, const std::vector<TensorTo
     unsigned char len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((std::uint64_t(text.size()) >> (8 * i)) & 0xFF);
 
-    // O_EXCL never follows a planted link or shares a file; the counter separates threads, and
-    // a name left by a crashed process that had the same pid is skipped.
-    static std::atomic<unsigned> counter{0};
-    std::string tmp;
-    int fd = -1, open_err = 0;
-    for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
-        tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        open_err = errno;
-        if (fd < 0 && open_err != EEXIST) break;
-    }
-    if (fd < 0) fail("cannot create the temporary file '" + tmp + "': " + detail::errno_text(open_err));
-    const char* stage = "write";
-    int err = detail::write_all(fd, len, 8);
-    if (!err) err = detail::write_all(fd, text.data(), text.size());
+    std::vector<std::string_view> parts = {std::string_view(reinterpret_cast<const char*>(len), 8), text};
     for (const TensorToSave* t : order)
-        if (!err) err = detail::write_all(fd, t->data, static_cast<std::size_t>(t->shape.numel()) * itemsize(t->dtype));
-    if (!err && ::fsync(fd) != 0) err = errno, stage = "fsync";
-    if (::close(fd) != 0 && !err) err = errno, stage = "close";
-    if (err) {
-        ::unlink(tmp.c_str());
-        fail(std::string(stage) + " of the temporary file '" + tmp + "' failed: " + detail::errno_text(err));
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        fail("cannot rename the temporary file over it: " + detail::errno_text(err));
-    }
-    // The rename is durable only once the directory entry is on disk.
-    const std::string dir = std::filesystem::path(path).parent_path().string();
-    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        const int rc = ::fsync(dfd);
-        const int err = errno;
-        ::close(dfd);
-        if (rc != 0 && err != EINVAL)  // EINVAL: a filesystem without directory fsync
-            fail("written, but fsync of the directory failed: " + detail::errno_text(err));
-    }
+        parts.emplace_back(static_cast<const char*>(t->data), static_cast<std::size_t>(t->shape.numel()) * itemsize(t->dtype));
+    write_file_atomic(path, parts, "safetensors");
 }
 
 /// Saves every parameter `module.visit` names as F32 (float) or F64 (double) under

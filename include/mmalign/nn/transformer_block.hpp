@@ -52,6 +52,13 @@ struct BlockNames {
                 "attention.output.LayerNorm", "crossattention.output.LayerNorm", "output.LayerNorm",
                 "", "intermediate.dense", "output.dense"};
     }
+    /// HF BLIP / BLIP-2 vision (`BlipEncoderLayer`, `Blip2EncoderLayer`): CLIP's layout with one
+    /// fused `self_attn.qkv` (its parts named q, k, v on the module side, io/tensor_map.hpp) and
+    /// the output projection `self_attn.projection`.
+    static BlockNames blip_vision() {
+        return {"self_attn", "cross_attn", "q", "k", "v", "projection",
+                "layer_norm1", "layer_norm_cross", "layer_norm2", "mlp", "fc1", "fc2"};
+    }
     /// HF OPT (`OPTDecoderLayer`, BLIP-2's language model): self_attn.q_proj, self_attn_layer_norm,
     /// fc1, fc2 (no feed-forward prefix), final_layer_norm. OPT has no cross-attention; the
     /// cross names follow the CLIP form.

@@ -55,6 +55,7 @@ public:
     /// Finite steps since the scale last changed.
     std::int64_t growth_tracker() const { return tracker_; }
     void set_growth_tracker(std::int64_t t) { tracker_ = t; }
+    const Config& config() const { return config_; }
     /// Steps skipped because a gradient overflowed.
     std::int64_t skipped_steps() const { return skipped_; }
     void set_skipped_steps(std::int64_t n) { skipped_ = n; }
@@ -73,9 +74,7 @@ public:
             if (p.requires_grad && p.has_grad()) grads.push_back(p.grad.cview());
         });
         if (!be.all_finite(std::span<const ConstView<T>>(grads))) {
-            scale_ *= config_.backoff_factor;
-            tracker_ = 0;
-            ++skipped_;
+            skip();
             return false;
         }
         opt.step(be, module, lr, 1.0 / scale_);
@@ -88,6 +87,15 @@ public:
     template <class M>
     bool step(B& be, AdamW<B>& opt, M& module) {
         return step(be, opt, module, opt.config.lr);
+    }
+    /// Records an overflow found outside step() — e.g. a global gradient norm that is infinite
+    /// while every element is finite (‖S·g‖ beyond the float range): the step is not taken, the
+    /// scale backs off and the growth count restarts, as for a non-finite element.
+    void skip() {
+        if (!config_.enabled) return;
+        scale_ *= config_.backoff_factor;
+        tracker_ = 0;
+        ++skipped_;
     }
 
 private:

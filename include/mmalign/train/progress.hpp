@@ -79,15 +79,20 @@ private:
 
 struct MetricsLogOptions {
     std::string tensorboard_dir{};  // non-empty: also write TensorBoard scalars into a new event file there
+    // The step this run starts from. TensorBoard drops what earlier runs in the same folder logged
+    // at or after it (its SessionLog START rule), so a rerun into an old folder shows one run.
+    // −1: 0 for a fresh log (drop everything earlier), the first record's step when appending.
+    std::int64_t start_step = -1;
 };
 
 class MetricsLog {
 public:
-    /// Truncates `path` unless `append` (resuming a run appends to its history). A resumed run's
-    /// TensorBoard file starts with a SessionLog START at its first record's step, so TensorBoard
-    /// drops what an interrupted run logged past its last checkpoint.
+    /// Truncates `path` unless `append` (resuming a run appends to its history). The TensorBoard
+    /// file starts with a SessionLog START at options.start_step, so TensorBoard drops what an
+    /// interrupted run logged past its last checkpoint, or an earlier run into the same folder.
     explicit MetricsLog(const std::string& path, bool append = false, const MetricsLogOptions& options = {})
-        : path_(path), out_(path, append ? std::ios::app : std::ios::trunc), resumed_(append) {
+        : path_(path), out_(path, append ? std::ios::app : std::ios::trunc), resumed_(append),
+          start_step_(options.start_step) {
         if (!out_) throw IoError(path + ": cannot open the metrics file for writing");
         if (!options.tensorboard_dir.empty()) tensorboard_.emplace(options.tensorboard_dir);
     }
@@ -109,7 +114,10 @@ public:
         std::vector<std::pair<std::string, float>> scalars;
         for (const auto& [key, value] : record.items())
             if (key != "step" && value.is_number()) scalars.emplace_back(key, value.get<float>());
-        if (resumed_) tensorboard_->add_session_start(step), resumed_ = false;
+        if (!started_) {
+            tensorboard_->add_session_start(start_step_ >= 0 ? start_step_ : resumed_ ? step : 0);
+            started_ = true;
+        }
         if (!scalars.empty()) tensorboard_->add_scalars(step, scalars);
     }
 
@@ -120,6 +128,8 @@ private:
     std::string path_;
     std::ofstream out_;
     bool resumed_;
+    std::int64_t start_step_;
+    bool started_ = false;
     std::optional<TensorBoardWriter> tensorboard_;
 };
 

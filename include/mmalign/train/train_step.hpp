@@ -24,6 +24,7 @@
 // batch, instead trains on k smaller batches.
 #pragma once
 
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <span>
@@ -58,7 +59,7 @@ struct StepRecord {
     double loss = 0;          // mean of the micro-batches' losses
     double grad_norm = 0;     // global norm of the unscaled gradient before clipping (inf/NaN on overflow)
     double lr = 0;
-    double loss_scale = 1;    // S the backward was seeded with (divided by the micro-batch count)
+    double loss_scale = 1;    // the loss scale S (each of k micro-batches' backward is seeded with S/k)
     int micro_batches = 0;
     bool clipped = false;     // the gradient was scaled down to max_grad_norm
     bool skipped = false;     // a gradient overflowed: no update, the loss scale backed off
@@ -107,7 +108,15 @@ public:
         r.loss = loss_sum / double(micro_batches.size());
 
         r.grad_norm = global_grad_norm(be, model) / r.loss_scale;
-        if (config_.max_grad_norm > 0) {
+        // The norm is summed from the scaled gradients, so it can overflow while every element is
+        // finite (‖S·g‖ > float's range). Under a scaler that is an overflow like any other: skip
+        // and back off. Clipping by an infinite norm would zero every gradient and take the step.
+        if (scaler_ && scaler_->config().enabled && !std::isfinite(r.grad_norm)) {
+            scaler_->skip();
+            r.skipped = true;
+            return r;
+        }
+        if (config_.max_grad_norm > 0 && std::isfinite(r.grad_norm)) {
             const double coef = clip_coefficient(r.grad_norm, config_.max_grad_norm);
             if (coef < 1.0) {
                 scale_gradients(be, model, coef);  // scaled gradients: S·g·c, unscaled by AdamW
@@ -117,7 +126,7 @@ public:
         if (scaler_) {
             r.skipped = !scaler_->step(be, opt_, model, lr);
         } else {
-            opt_.step(be, model, lr);
+            opt_.step(be, model, lr);  // as torch without a scaler: a non-finite gradient is applied
         }
         if constexpr (requires { task.after_update(be); })
             if (!r.skipped) task.after_update(be);

@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <utility>
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "mmalign/core/error.hpp"
+#include "mmalign/io/atomic_file.hpp"
 #include "mmalign/train/plot/bitmap_font.hpp"
 #include "mmalign/train/plot/canvas.hpp"
 #include "mmalign/train/plot/ticks.hpp"
@@ -456,15 +456,13 @@ struct Figure {
     }
 
     /// Writes STEM.svg and STEM.png. Throws IoError naming the file that could not be written.
+    /// Both are drawn before either is written, and each is written atomically, so a failure
+    /// leaves the previous pictures as they were.
     void save(const std::string& stem) const {
-        const std::string svg_path = stem + ".svg";
-        {
-            std::ofstream f(svg_path, std::ios::binary | std::ios::trunc);
-            f << svg();
-            f.close();
-            if (!f) throw IoError("plot: cannot write '" + svg_path + "'");
-        }
-        raster().save_png(stem + ".png");
+        const std::string svg_text = svg();
+        const auto png = raster();
+        io::write_file_atomic(stem + ".svg", {svg_text}, "plot");
+        png.save_png(stem + ".png");
     }
 };
 

@@ -32,8 +32,14 @@ inline Ticks nice_ticks(double lo, double hi, int max_ticks = 6) {
         const double pad = lo == 0 ? 1 : std::abs(lo) * 0.1;
         lo -= pad, hi += pad;
     }
+    // Beyond 2^52 neighbouring doubles are whole numbers apart and a span can overflow: keep the
+    // range at least a relative 1e-9 wide and finite, so the step below is representable.
+    if (hi - lo < 1e-9 * std::max(std::abs(lo), std::abs(hi))) {
+        const double pad = 1e-9 * std::max(std::abs(lo), std::abs(hi));
+        lo -= pad, hi += pad;
+    }
     Ticks t;
-    const double raw = (hi - lo) / (max_ticks - 1);
+    const double raw = hi / (max_ticks - 1) - lo / (max_ticks - 1);  // finite even when hi − lo is not
     int k = int(std::floor(std::log10(raw)));
     for (;; ++k) {
         for (double m : {1.0, 2.0, 5.0}) {
@@ -43,7 +49,11 @@ inline Ticks nice_ticks(double lo, double hi, int max_ticks = 6) {
             if (last - first + 1 <= max_ticks) {
                 t.step = step;
                 t.lo = first * step, t.hi = last * step;
-                for (double i = first; i <= last + 0.5; ++i) t.values.push_back(i * step == 0 ? 0.0 : i * step);
+                const auto count = static_cast<long long>(last - first);  // ≤ max_ticks − 1
+                for (long long j = 0; j <= count; ++j) {
+                    const double v = (first + double(j)) * step;
+                    t.values.push_back(v == 0 ? 0.0 : v);
+                }
                 t.decimals = std::max(0, -int(std::floor(std::log10(step) + 1e-9)));
                 return t;
             }
