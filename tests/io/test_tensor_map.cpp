@@ -294,4 +294,12 @@ TEST_CASE("keys are prefixed as in load_parameters, and a map that does not fit 
     twice.zero("attn.k.bias");
     CHECK_THROWS_AS(twice.rename("attn.k_bias", "attn.k.bias"), ArgumentError);
     CHECK_THROWS_AS(twice.tie("attn.q.weight", "attn.k_bias").tie("attn.v.weight", "attn.k_bias"), ArgumentError);
+    // A rule whose file key is another parameter's own name would read one tensor into both.
+    io::TensorMap clash;
+    clash.fuse("attn.qkv.weight", {"attn.q.weight", "attn.k.weight", "attn.v.weight"});
+    clash.zero("attn.k.bias");
+    clash.rename("attn.v.bias", "attn.q.bias");  // attn.v.bias is also v_bias's own key
+    const std::string why =
+        error_of([&] { io::load_mapped(be, m, io::SafetensorsFile::open(tmp / "p.safetensors"), clash, "vision_model."); });
+    CHECK(why == "TensorMap: file key 'attn.v.bias' would be read for both parameter 'attn.q.bias' and parameter 'attn.v.bias'");
 }

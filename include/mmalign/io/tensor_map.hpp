@@ -178,6 +178,19 @@ void check_mapped(const std::vector<std::pair<std::string, Shape>>& params, cons
         if (!shapes.count(name)) throw ArgumentError("TensorMap names '" + name + "', which the module does not have");
     for (const auto& name : map.optional_names())
         if (!shapes.count(name)) throw ArgumentError("TensorMap names '" + name + "', which the module does not have");
+    // Every file key is read for one purpose: a rule's key may not be another parameter's own name.
+    std::map<std::string, std::string> reader;  // file key → what reads it
+    auto claim = [&](const std::string& key, const std::string& who) {
+        if (auto [it, fresh] = reader.emplace(key, who); !fresh)
+            throw ArgumentError("TensorMap: file key '" + key + "' would be read for both " + it->second + " and " + who);
+    };
+    for (const auto& g : map.groups()) claim(g.key, "the fused '" + g.key + "'");
+    for (const auto& [name, shape] : params) {
+        const TensorMap::Rule* r = map.rule(name);
+        if (!r) claim(name, "parameter '" + name + "'");
+        else if (r->kind == TensorMap::Kind::renamed) claim(r->key, "parameter '" + name + "'");
+        else if (r->kind == TensorMap::Kind::tied) claim(name, "parameter '" + name + "'"), claim(r->key, "the tie of '" + name + "'");
+    }
 
     LoadProblems problems;
     std::set<std::string> expected_keys;
