@@ -353,3 +353,11 @@ TEST_CASE("a failed save leaves the previous SVG and PNG as they were") {
     CHECK(bytes(stem + ".png") == png);
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("SVG text stays well-formed XML: control characters and invalid UTF-8 in titles are replaced") {
+    Figure fig = sample_figure();
+    fig.title = std::string("bad \x01 byte \xff and <tag> & \xc3\xa9");
+    const std::string svg = fig.svg();
+    CHECK(svg.find('\x01') == std::string::npos);
+    CHECK(svg.find("bad ? byte \xef\xbf\xbd and &lt;tag&gt; &amp; \xc3\xa9") != std::string::npos);
+}

@@ -26,6 +26,7 @@
 
 #include "mmalign/core/error.hpp"
 #include "mmalign/io/atomic_file.hpp"
+#include "mmalign/io/detail/utf8.hpp"
 #include "mmalign/train/plot/bitmap_font.hpp"
 #include "mmalign/train/plot/canvas.hpp"
 #include "mmalign/train/plot/ticks.hpp"
@@ -321,9 +322,16 @@ inline int anchored_left(const TextItem& t) {
     return int(std::lround(x));
 }
 
-inline std::string svg_escape(const std::string& s) {
+/// Text as XML 1.0 character data: invalid UTF-8 becomes U+FFFD (io::detail::utf8_lossy), control
+/// characters XML forbids become '?', and the five markup characters become entities.
+inline std::string svg_escape(const std::string& text) {
+    const std::string s = io::detail::utf8_lossy(text);
     std::string out;
     for (char c : s) {
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+            out += '?';
+            continue;
+        }
         switch (c) {
             case '&': out += "&amp;"; break;
             case '<': out += "&lt;"; break;
