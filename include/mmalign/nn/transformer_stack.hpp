@@ -4,7 +4,7 @@
 //   x [B, T, D] → layer 0 → … → layer L−1 → y [B, T, D]      (HF "<prefix>.layers.{i}" for CLIP,
 //   "<prefix>.layer.{i}" for BERT: Config::layer_name). Layers are a std::vector of one block
 //   type, so their sizes and per-layer choices (cross-attention or not) are run-time values.
-// The masks' key_keep arrays are placed in the backend's memory once per forward (be.upload_mask),
+// The masks' key_keep arrays are placed in a device backend's memory once per forward (be.upload_mask),
 // not once per layer. When training, each layer writes its output straight into the next layer's
 // saved input. Backward walks the layers in reverse; d_enc accumulates over every cross-attending
 // layer.
@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "mmalign/nn/transformer_block.hpp"
@@ -238,9 +239,12 @@ struct TransformerStack {
 
 private:
     /// The mask with key_keep ([n]) in the backend's memory, stored in `store` unless it is there already.
+    /// A backend whose index tensors are host Tensors reads the caller's array where it is: no copy
+    /// and no allocation per forward (a fused-attention Saved still keeps its own copy).
     static AttentionMask<T> resident(B& be, const AttentionMask<T>& m, index_t n, typename B::IndexTensor& store) {
         if (!m.key_keep || m.key_keep_resident) return m;
-        return be.upload_mask(m, n, store);
+        if constexpr (std::is_same_v<typename B::IndexTensor, Tensor<std::int32_t>>) return m;
+        else return be.upload_mask(m, n, store);
     }
 };
 
