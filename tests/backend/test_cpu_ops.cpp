@@ -94,7 +94,7 @@ TEST_CASE("linear_forward applies bias and each activation in its epilogue and k
     const index_t M = 6, K = 5, N = 4;
     Tensor<double> x = random_tensor({M, K}, 6), w = random_tensor({N, K}, 7), b = random_tensor({N}, 8);
     for (Activation act : {Activation::none, Activation::relu, Activation::gelu, Activation::gelu_tanh,
-                           Activation::quick_gelu}) {
+                           Activation::quick_gelu, Activation::tanh}) {
         Tensor<double> y(Shape{M, N}), pre(Shape{M, N});
         be.linear_forward(x.view(), w.view(), b.data(), act, y.view(), pre.data());
         double worst = 0;
@@ -116,12 +116,14 @@ TEST_CASE("activations match their closed forms at known points") {
     CHECK(cpu::activate(Activation::gelu_tanh, 1.0) == doctest::Approx(0.8411919906082768).epsilon(1e-14));
     CHECK(cpu::activate(Activation::quick_gelu, 1.0) == doctest::Approx(1.0 / (1.0 + std::exp(-1.702))).epsilon(1e-14));
     CHECK(cpu::activate(Activation::relu, -2.0) == 0.0);
+    CHECK(cpu::activate(Activation::tanh, 0.5) == doctest::Approx(0.46211715726000974).epsilon(1e-14));
     CHECK(cpu::activate(Activation::gelu, -10.0) == doctest::Approx(0.0).epsilon(1e-20));
 }
 
 TEST_CASE("activation backward equals finite differences for every activation") {
     CpuBackend<double> be;
-    for (Activation act : {Activation::relu, Activation::gelu, Activation::gelu_tanh, Activation::quick_gelu}) {
+    for (Activation act : {Activation::relu, Activation::gelu, Activation::gelu_tanh, Activation::quick_gelu,
+                           Activation::tanh}) {
         Tensor<double> x = random_tensor({40}, 9, -3, 3), r = random_tensor({40}, 10), y(Shape{40}), dx(Shape{40});
         be.activation_backward(act, x.view(), r.view(), dx.view());
         auto loss = [&] {

@@ -61,7 +61,8 @@ TEST_CASE("avx512 activations and their derivatives equal the double-precision d
     std::mt19937 rng(3);
     std::uniform_real_distribution<float> u(-2, 2);
     for (float& v : g) v = u(rng);
-    for (Activation a : {Activation::relu, Activation::gelu, Activation::quick_gelu, Activation::gelu_tanh}) {
+    for (Activation a : {Activation::relu, Activation::gelu, Activation::quick_gelu, Activation::gelu_tanh,
+                         Activation::tanh}) {
         std::vector<float> y(x.size()), d(x.size());
         cpu::avx512::activate_span(a, x.data(), y.data(), n);
         cpu::avx512::activate_derivative_span(a, x.data(), g.data(), d.data(), n);

@@ -64,8 +64,16 @@ TEST_CASE("patchify orders patches row-major over the grid and elements as (chan
     // patch 1 = grid row 0, column 1: channel 0 rows 0-1 columns 2-3, then channel 1.
     const double want[] = {2, 3, 6, 7, 18, 19, 22, 23};
     for (index_t e = 0; e < 8; ++e) CHECK(patches(0, 1, e) == want[e]);
-    Tensor<double> bad(Shape{1, 2, 5, 4});
-    CHECK_THROWS_AS(be.patchify(bad.view(), 2, patches.view()), ShapeError);
+    // A fifth row is a remainder the stride-2 convolution never reads: the same patches.
+    Tensor<double> taller(Shape{1, 2, 5, 4});
+    for (index_t c = 0; c < 2; ++c)
+        for (index_t y = 0; y < 5; ++y)
+            for (index_t x = 0; x < 4; ++x) taller(0, c, y, x) = y < 4 ? px(0, c, y, x) : -1.0;
+    Tensor<double> again(Shape{1, 4, 8});
+    be.patchify(taller.view(), 2, again.view());
+    for (index_t i = 0; i < again.numel(); ++i) CHECK(again.data()[i] == patches.data()[i]);
+    Tensor<double> small(Shape{1, 2, 1, 4});
+    CHECK_THROWS_AS(be.patchify(small.view(), 2, patches.view()), ShapeError);
 }
 
 TEST_CASE("the vision tower names its parameters like HF CLIPVisionTransformer") {

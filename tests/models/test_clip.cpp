@@ -142,9 +142,9 @@ TEST_CASE("bad config.json values are named: wrong type, unknown activation, inc
                          IoError);
     j = {{"vision_config", {{"hidden_act", "swish"}}}};
     CHECK_THROWS_AS(parse_clip_config(j, where), IoError);
-    j = {{"vision_config", {{"image_size", 30}, {"patch_size", 7}}}};
-    CHECK_THROWS_WITH_AS(parse_clip_config(j, where),
-                         "config.json: vision_config.image_size 30 is not a multiple of patch_size 7", IoError);
+    j = {{"vision_config", {{"image_size", 30}, {"patch_size", 40}}}};
+    CHECK_THROWS_WITH_AS(parse_clip_config(j, where), "config.json: vision_config.patch_size 40 exceeds image_size 30",
+                         IoError);
     CHECK_THROWS_AS(io::load_clip_config(fixtures + "no_such_dir/config.json"), IoError);
 }
 

@@ -21,7 +21,7 @@ enum class Trans { N, T };
 /// Pointwise nonlinearities of the reference models (transformers' activations.py):
 /// quick_gelu x·σ(1.702x) (CLIP), gelu with erf (BERT, BLIP, Q-Former), gelu_tanh (HF "gelu_new"),
 /// relu (OPT).
-enum class Activation { none, relu, gelu, gelu_tanh, quick_gelu };
+enum class Activation { none, relu, gelu, gelu_tanh, quick_gelu, tanh };
 
 /// What a product's result gets on its way out (element i, j of C = alpha·op(A)·op(B) + beta·C):
 ///   z = C[i, j] + bias[j];  pre[i·ldpre + j] = z (when pre is set);  C[i, j] = act(z).
@@ -43,6 +43,7 @@ inline std::string_view to_string(Activation a) {
         case Activation::gelu: return "gelu";
         case Activation::gelu_tanh: return "gelu_tanh";
         case Activation::quick_gelu: return "quick_gelu";
+        case Activation::tanh: return "tanh";
     }
     return "?";
 }

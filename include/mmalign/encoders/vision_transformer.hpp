@@ -150,9 +150,10 @@ struct VisionTransformer {
         }
         /// What makes the sizes unusable together, in HF's field names, or empty.
         std::string hf_problem() const {
-            if (patch_size > 0 && image_size % patch_size)
-                return "image_size " + std::to_string(image_size) + " is not a multiple of patch_size " +
-                       std::to_string(patch_size);
+            // A remainder is allowed: the patch convolution ignores the last image_size mod patch_size
+            // rows and columns (core/contracts/patchify.hpp), as transformers' does.
+            if (patch_size > image_size)
+                return "patch_size " + std::to_string(patch_size) + " exceeds image_size " + std::to_string(image_size);
             if (heads > 0 && hidden % heads)
                 return "hidden_size " + std::to_string(hidden) + " is not a multiple of num_attention_heads " +
                        std::to_string(heads);
@@ -398,9 +399,9 @@ private:
         return config.post_norm == VisionPostNorm::pooled || config.post_norm == VisionPostNorm::tokens_and_pooled;
     }
     static const Config& checked(const Config& c) {
-        if (c.patch_size <= 0 || c.image_size % c.patch_size)
-            throw ArgumentError("VisionTransformer: image_size " + std::to_string(c.image_size) +
-                                " must be a positive multiple of patch_size " + std::to_string(c.patch_size));
+        if (c.patch_size <= 0 || c.image_size < c.patch_size)
+            throw ArgumentError("VisionTransformer: patch_size " + std::to_string(c.patch_size) +
+                                " must be positive and at most image_size " + std::to_string(c.image_size));
         return c;
     }
     /// Calls f(attention prefix, block names, {"<proj>.weight"/".bias" → parameter}) for the self-

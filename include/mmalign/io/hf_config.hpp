@@ -7,8 +7,8 @@
 //         f("hidden_act", activation);            // a value: bool, integer, number, Activation
 //         f("vision_config", vision);             // a nested object, itself a Config with hf_fields
 //     }
-// and may add `std::string hf_problem() const`, naming what is inconsistent across fields ("image_size
-// 30 is not a multiple of patch_size 7", empty when all is well). read_hf_fields walks that table
+// and may add `std::string hf_problem() const`, naming what is inconsistent across fields ("patch_size
+// 40 exceeds image_size 30", empty when all is well). read_hf_fields walks that table
 // over a JSON object: an absent (or null) field keeps the Config's value, which is the HF class
 // default in the model's preset (VisionTransformer::Config::blip() holds BlipVisionConfig's), so
 // there is no second struct that mirrors the fields. The encoders do not include this header: the
@@ -18,7 +18,7 @@
 // expected a string, found number" for a wrong type, "config.json: text_config.hidden_size must be
 // positive, found 0" for a size out of range, sizes above max_config_size are rejected as absurd
 // before a model allocates from them, and hf_problem() comes back as "config.json: vision_config.
-// image_size 30 is not a multiple of patch_size 7". `hidden_act` names map to Activation as
+// patch_size 40 exceeds image_size 30". `hidden_act` names map to Activation as
 // transformers' ACT2FN does (quick_gelu, gelu, gelu_new/gelu_pytorch_tanh/gelu_fast → gelu_tanh,
 // relu); others are rejected by name.
 #pragma once
@@ -43,8 +43,9 @@ inline Activation parse_activation(const std::string& name, const std::string& w
     if (name == "gelu") return Activation::gelu;
     if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::gelu_tanh;
     if (name == "relu") return Activation::relu;
+    if (name == "tanh") return Activation::tanh;
     throw IoError(where + ": unsupported hidden_act \"" + name +
-                  "\" (expected quick_gelu, gelu, gelu_new, gelu_pytorch_tanh or relu)");
+                  "\" (expected quick_gelu, gelu, gelu_new, gelu_pytorch_tanh, relu or tanh)");
 }
 
 /// The `hidden_act` name HF gives an Activation (the inverse of parse_activation).
@@ -54,6 +55,7 @@ inline std::string hf_activation_name(Activation a) {
         case Activation::gelu: return "gelu";
         case Activation::gelu_tanh: return "gelu_new";
         case Activation::relu: return "relu";
+        case Activation::tanh: return "tanh";
         default: throw ArgumentError("hf_activation_name: this activation has no hidden_act name");
     }
 }

@@ -4,6 +4,7 @@
 //   gelu(x)       = x·Φ(x) = ½x(1 + erf(x/√2))                          (HF "gelu")
 //   gelu_tanh(x)  = ½x(1 + tanh(√(2/π)(x + 0.044715x³)))                 (HF "gelu_new")
 //   quick_gelu(x) = x·σ(1.702x)                                          (CLIP, HF "quick_gelu")
+//   tanh(x)                                                              (BERT's pooler, BertPooler)
 // Backward takes the pre-activation x and returns d_x = d_y · f'(x) (assigned, not added).
 #pragma once
 
@@ -31,6 +32,7 @@ inline T activate(Activation a, T x) {
             return T(0.5) * x * (T(1) + std::tanh(c * (x + T(0.044715) * x * x * x)));
         }
         case Activation::quick_gelu: return x / (T(1) + std::exp(T(-1.702) * x));
+        case Activation::tanh: return std::tanh(x);
     }
     return x;
 }
@@ -55,6 +57,7 @@ void activate_span(Activation a, const T* x, T* y, index_t n) {
         case Activation::gelu: Y = T(0.5) * X * (T(1) + (X * T(std::numbers::sqrt2 / 2)).erf()); break;
         case Activation::gelu_tanh: Y = T(0.5) * X * (T(1) + (c * (X + T(0.044715) * X * X * X)).tanh()); break;
         case Activation::quick_gelu: Y = X / (T(1) + (T(-1.702) * X).exp()); break;
+        case Activation::tanh: Y = X.tanh(); break;
     }
 }
 
@@ -87,6 +90,7 @@ void activate_derivative_span(Activation a, const T* x, const T* d_y, T* d_x, in
             D = G * (sg + T(1.702) * X * sg * (T(1) - sg));
             break;
         }
+        case Activation::tanh: D = G * (T(1) - X.tanh().square()); break;
     }
 }
 

@@ -88,6 +88,8 @@ MMALIGN_AVX512_INLINE __m512 activate_ps(Activation a, __m512 x) {
             return _mm512_fmadd_ps(half_x, erf_ps(_mm512_mul_ps(x, _mm512_set1_ps(inv_sqrt2))), half_x);
         }
         case Activation::quick_gelu: return _mm512_mul_ps(x, sigmoid_ps(_mm512_mul_ps(_mm512_set1_ps(1.702f), x)));
+        case Activation::tanh:  // tanh x = 2σ(2x) − 1
+            return _mm512_fmsub_ps(_mm512_set1_ps(2.0f), sigmoid_ps(_mm512_add_ps(x, x)), _mm512_set1_ps(1.0f));
         case Activation::gelu_tanh: {
             const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
             const __m512 u = _mm512_mul_ps(_mm512_set1_ps(sqrt_2_over_pi),
@@ -115,6 +117,10 @@ MMALIGN_AVX512_INLINE __m512 activate_derivative_ps(Activation a, __m512 x, __m5
             const __m512 s = sigmoid_ps(_mm512_mul_ps(_mm512_set1_ps(1.702f), x));
             const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(1.702f), x), _mm512_sub_ps(one, s));
             return _mm512_mul_ps(g, _mm512_fmadd_ps(s, t, s));  // s + 1.702·x·s(1 − s)
+        }
+        case Activation::tanh: {  // 1 − tanh²x
+            const __m512 t = _mm512_fmsub_ps(_mm512_set1_ps(2.0f), sigmoid_ps(_mm512_add_ps(x, x)), one);
+            return _mm512_mul_ps(g, _mm512_fnmadd_ps(t, t, one));
         }
         case Activation::gelu_tanh: {
             const __m512 x2 = _mm512_mul_ps(x, x);

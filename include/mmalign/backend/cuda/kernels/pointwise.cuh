@@ -28,6 +28,7 @@ __device__ __forceinline__ float activate(Activation a, float x) {
             return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
         }
         case Activation::quick_gelu: return x / (1.0f + expf(-1.702f * x));
+        case Activation::tanh: return tanhf(x);
     }
     return x;
 }
@@ -52,6 +53,10 @@ __device__ __forceinline__ float activate_derivative(Activation a, float x) {
         case Activation::quick_gelu: {
             const float s = 1.0f / (1.0f + expf(-1.702f * x));
             return s + 1.702f * x * s * (1.0f - s);
+        }
+        case Activation::tanh: {
+            const float t = tanhf(x);
+            return 1.0f - t * t;
         }
     }
     return 1.0f;
