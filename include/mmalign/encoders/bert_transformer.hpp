@@ -116,8 +116,8 @@ struct BertTransformer {
 
     /// One forward's text and context. Spans are row-major [B, T] (or [B, Te]).
     struct Input {
-        std::span<const std::int32_t> ids;             // [B·T]
-        std::span<const std::int32_t> attention_mask;  // [B·T] HF's 1 token / 0 padding, or empty: all tokens
+        std::span<const std::int32_t> ids{};             // [B·T]
+        std::span<const std::int32_t> attention_mask{};  // [B·T] HF's 1 token / 0 padding, or empty: all tokens
         index_t batch = 1;
         ConstView<T> encoder_states{};                 // [B, Te, De], or empty: no cross-attention
         std::span<const std::int32_t> encoder_mask{};  // [B·Te], or empty: every encoder position
