@@ -9,6 +9,10 @@
 // (num_beams × num_return_sequences rows per example, HF _expand_inputs_for_generation), projects
 // every layer's cross-attention keys and values once, then feeds the next tokens of every row and
 // returns the last position's logits — the generation::Decoder contract (generation/decoder.hpp).
+// Positions are numbered as transformers' generate numbers them for a model whose forward takes
+// position_ids (GenerationMixin._prepare_position_ids_for_generation): the prompt's are
+// cumsum(attention_mask) − 1 with padding at 0, each later token's is the row's previous last
+// position + 1 — so after a right-padded prompt the continuation restarts at 1, as in HF.
 // HF keys under the decoder's prefix ("text_decoder"): bert.*, cls.predictions.transform.*,
 // cls.predictions.bias; cls.predictions.decoder.{weight,bias} are tied copies that files may omit.
 #pragma once
@@ -114,6 +118,7 @@ struct BertLmDecoder {
             }
             mask_ = std::move(mask);
             model_->bert.start_cache(*be_, cache_, rows, max_positions, expanded_.view(), mask_);
+            last_position_.assign(static_cast<std::size_t>(rows), -1);
         }
         /// ids [rows·Tn], keep [rows·Tn] or empty → logits [rows·V] at each row's last new position.
         void step(std::span<const std::int32_t> ids, std::span<const std::int32_t> keep, std::span<float> logits) {
@@ -123,9 +128,25 @@ struct BertLmDecoder {
                 throw ShapeError("BertLmDecoder session: logits hold " + std::to_string(logits.size()) + " values, expected " +
                                  std::to_string(R * V));
             const index_t Tn = static_cast<index_t>(ids.size()) / R;
+            std::vector<std::int32_t> positions(ids.size());  // [R, Tn]
+            for (index_t r = 0; r < R; ++r) {
+                std::int32_t& last = last_position_[static_cast<std::size_t>(r)];
+                const bool prompt = cache_.length() == 0;
+                for (index_t t = 0; t < Tn; ++t) {
+                    const auto i = static_cast<std::size_t>(r * Tn + t);
+                    const bool token = keep.empty() || keep[i] != 0;
+                    if (prompt) {  // cumsum(mask) − 1, padding at 0
+                        if (token) ++last;
+                        positions[i] = token ? last : 0;
+                    } else {
+                        positions[i] = ++last;
+                    }
+                }
+                if (prompt) last = positions[static_cast<std::size_t>(r * Tn + Tn - 1)];
+            }
             auto sc = be_->scope();
             auto h = sc.tensor({R, Tn, D});     // [R, Tn, D]
-            model_->bert.forward_cached(*be_, ids, keep, cache_, h);
+            model_->bert.forward_cached(*be_, ids, keep, cache_, h, positions);
             auto last = sc.tensor({R, D});      // [R, D]: each row's last position
             for (index_t r = 0; r < R; ++r)
                 be_->copy(ConstView<T>(h.data() + (r * Tn + Tn - 1) * D, Shape{D}), TensorView<T>(last.data() + r * D, Shape{D}));
@@ -140,13 +161,19 @@ struct BertLmDecoder {
             }
         }
         /// Row r becomes old row rows[r] (beam search).
-        void reorder(std::span<const std::int32_t> rows) { cache_.reorder(*be_, rows); }
+        void reorder(std::span<const std::int32_t> rows) {
+            cache_.reorder(*be_, rows);
+            std::vector<std::int32_t> moved(rows.size());
+            for (std::size_t r = 0; r < rows.size(); ++r) moved[r] = last_position_.at(static_cast<std::size_t>(rows[r]));
+            last_position_ = std::move(moved);
+        }
 
     private:
         B* be_;
         const BertLmDecoder* model_;
         ConstView<T> context_;
         std::vector<std::int32_t> context_mask_, mask_;
+        std::vector<std::int32_t> last_position_;  // [rows]: each row's last position id
         typename B::Tensor expanded_;  // [rows, Te, De]
         typename Bert::Cache cache_;
     };

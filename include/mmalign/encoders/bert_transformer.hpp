@@ -243,8 +243,10 @@ struct BertTransformer {
 
     /// One decoding step: ids [rows·Tn] (the next Tn tokens of every row), keep [rows·Tn] (1 token,
     /// 0 padding; empty: all tokens) → hidden [rows, Tn, D]. Causal over every cached position.
+    /// positions [rows·Tn] (optional) are the position ids of the new tokens; empty, they follow the
+    /// cache (cache length + t, as the model's own forward numbers them).
     void forward_cached(B& be, std::span<const std::int32_t> ids, std::span<const std::int32_t> keep, Cache& c,
-                        TensorView<T> hidden) const {
+                        TensorView<T> hidden, std::span<const std::int32_t> positions = {}) const {
         const index_t R = c.rows(), D = config.hidden;
         if (R <= 0 || ids.empty() || static_cast<index_t>(ids.size()) % R)
             throw ShapeError("BertTransformer cached step: " + std::to_string(ids.size()) + " ids do not form " +
@@ -253,7 +255,10 @@ struct BertTransformer {
         expect_shape(hidden.shape(), {R, Tn, D}, "BertTransformer cached output");
         auto sc = be.scope();
         auto x = sc.tensor({R, Tn, D});  // [R, Tn, D]
-        embed(be, ids, {}, R, c.length(), x, nullptr);
+        if (!positions.empty() && positions.size() != ids.size())
+            throw ShapeError("BertTransformer cached step: " + std::to_string(positions.size()) + " positions for " +
+                             std::to_string(ids.size()) + " ids");
+        embed(be, ids, {}, R, c.length(), x, nullptr, positions);
         encoder.forward_cached(be, x, c.stack, keep, hidden);
     }
 
@@ -291,17 +296,25 @@ private:
                              " entries, found " + std::to_string(enc_mask.size()));
     }
 
-    /// x [B, T, D] = LayerNorm(word[ids] + position[offset ..] + type[types]).
+    /// x [B, T, D] = LayerNorm(word[ids] + position[p] + type[types]), p = offset + t, or
+    /// `positions` [B·T] when given.
     void embed(B& be, std::span<const std::int32_t> ids, std::span<const std::int32_t> types, index_t Bn,
-               index_t offset, TensorView<T> x, Saved* s) const {
+               index_t offset, TensorView<T> x, Saved* s, std::span<const std::int32_t> positions = {}) const {
         const index_t Tn = static_cast<index_t>(ids.size()) / Bn, D = config.hidden;
-        if (offset + Tn > config.max_positions)
+        if (positions.empty() && offset + Tn > config.max_positions)
             throw ShapeError("BertTransformer: positions up to " + std::to_string(offset + Tn) +
                              " exceed max_position_embeddings " + std::to_string(config.max_positions));
         auto sc = be.scope();
         auto e = sc.tensor({Bn, Tn, D});  // [B, T, D]
         word_embeddings.forward(be, ids, e, s ? &s->words : nullptr);
-        position_embeddings.forward(be, e, e, offset);
+        if (positions.empty()) {
+            position_embeddings.forward(be, e, e, offset);
+        } else {  // a gather from the table; the backend refuses a position outside it, naming it
+            auto p = sc.tensor({Bn, Tn, D});  // [B, T, D]
+            be.embedding_forward(positions.data(), static_cast<index_t>(positions.size()),
+                                 position_embeddings.params.weight.value.view(), p);
+            be.axpy(T(1), p, e);
+        }
         if (token_type_embeddings) {
             // BertEmbeddings: token_type_ids default to zeros (the buffered all-zero row).
             std::vector<std::int32_t> zeros;
