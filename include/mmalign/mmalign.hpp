@@ -27,6 +27,9 @@
 #include "mmalign/models/clip.hpp"
 #include "mmalign/models/clip_contrastive.hpp"
 
+#include "mmalign/generation/config_json.hpp"
+#include "mmalign/generation/generate.hpp"
+
 #include "mmalign/objectives/contrastive.hpp"
 #include "mmalign/objectives/language_modeling.hpp"
 #include "mmalign/objectives/matching.hpp"
@@ -46,3 +49,4 @@
 #include "mmalign/io/idx.hpp"
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/io/tensor_map.hpp"
+#include "mmalign/io/wordpiece_tokenizer.hpp"

@@ -25,7 +25,7 @@ endif()
 
 # Which layers each layer may include (its own always among them). "umbrella" is a header directly
 # in mmalign/ (mmalign.hpp), which gathers everything.
-set(layers core backend/cpu backend/cuda nn testing objectives io encoders bridges decoders models train umbrella)
+set(layers core backend/cpu backend/cuda nn testing objectives io encoders bridges decoders generation models train umbrella)
 set(allow_core core)
 set(allow_backend/cpu core backend/cpu)
 set(allow_backend/cuda core backend/cuda)
@@ -36,7 +36,8 @@ set(allow_io core io)
 set(allow_encoders core nn io encoders bridges decoders)
 set(allow_bridges ${allow_encoders})
 set(allow_decoders ${allow_encoders})
-set(allow_models core nn io objectives encoders bridges decoders models)
+set(allow_generation core io generation)
+set(allow_models core nn io objectives encoders bridges decoders generation models)
 set(allow_train core nn io objectives train)
 set(allow_umbrella ${layers})
 
