@@ -8,9 +8,12 @@
 // exact height × width) → center crop on uint8 (offsets floor((H − h)/2); an axis shorter than
 // the crop is zero-padded, the image placed at ceil((h − H)/2)) → rescale float32(float64(x) ·
 // rescale_factor) → normalize in float32 as (x − mean_f32) / std_f32 → CHW. The batch is
-// pixel_values [N, 3, H, W]. ClipImageProcessorConfig holds the fields of a
-// preprocessor_config.json with CLIPImageProcessorPil's defaults for absent or null fields;
-// load_clip_image_processor_config reads one and throws IoError naming the file and the field.
+// pixel_values [N, 3, H, W]. That pipeline is transformers' PilBackend._preprocess
+// (image_processing_backends.py), shared by every PIL-path processor; the classes differ only in
+// their defaults. ImageProcessorConfig holds the fields of a preprocessor_config.json, its member
+// defaults are CLIPImageProcessorPil's (ClipImageProcessorConfig); load_clip_image_processor_config
+// reads one and throws IoError naming the file and the field. BLIP's defaults and reader are in
+// io/blip_image_processor.hpp.
 #pragma once
 
 #include <algorithm>
@@ -33,8 +36,10 @@
 
 namespace mmalign::io {
 
-struct ClipImageProcessorConfig {
-    /// HF `size`: {"shortest_edge": s} (also the legacy int form) or {"height": h, "width": w}
+/// The fields of a HF PIL-path image processor; absent or null fields keep these defaults,
+/// which are CLIPImageProcessorPil's.
+struct ImageProcessorConfig {
+    /// HF `size`: {"shortest_edge": s} (CLIP's legacy int form) or {"height": h, "width": w}
     /// (also a [h, w] list). Exactly one form is active: shortest_edge > 0, or height and width.
     struct Size {
         index_t shortest_edge = 224;
@@ -56,6 +61,9 @@ struct ClipImageProcessorConfig {
     PillowVersion pillow = default_pillow_version;
 };
 
+/// CLIP's processor: the defaults of ImageProcessorConfig are CLIPImageProcessorPil's.
+using ClipImageProcessorConfig = ImageProcessorConfig;
+
 namespace detail {
 
 [[noreturn]] inline void config_fail(const std::string& path, const std::string& field, const std::string& what) {
@@ -64,10 +72,12 @@ namespace detail {
 
 inline std::string json_kind(const nlohmann::json& v) { return v.type_name(); }
 
-inline bool config_bool(const nlohmann::json& j, const std::string& path, const char* key, bool dflt) {
+/// `prefix` names the object the key sits in ("image_processor." in a processor_config.json).
+inline bool config_bool(const nlohmann::json& j, const std::string& path, const char* key, bool dflt,
+                        const std::string& prefix = "") {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return dflt;
-    if (!it->is_boolean()) config_fail(path, key, "expected a boolean, found " + json_kind(*it));
+    if (!it->is_boolean()) config_fail(path, prefix + key, "expected a boolean, found " + json_kind(*it));
     return it->get<bool>();
 }
 
@@ -83,10 +93,12 @@ inline double config_number(const nlohmann::json& v, const std::string& path, co
     return v.get<double>();
 }
 
-// HF get_size_dict: an int is {"shortest_edge"} for `size` (CLIP's default_to_square=False) and
-// a square for `crop_size`; a list is [height, width]; a dict must have one of HF's key sets.
+// HF get_size_dict: an int is {"shortest_edge"} for CLIP's `size` (default_to_square=False) and
+// a square for BLIP's `size` and every `crop_size`; a list is [height, width]; a dict must have
+// one of HF's key sets ({shortest_edge} only where PilBackend.resize reads it: `size`).
 inline void config_size(const nlohmann::json& v, const std::string& path, const std::string& field,
-                        bool int_is_shortest_edge, index_t& shortest, index_t& height, index_t& width) {
+                        bool int_is_shortest_edge, bool shortest_edge_allowed, index_t& shortest, index_t& height,
+                        index_t& width) {
     shortest = height = width = 0;
     if (v.is_number_integer()) {
         const index_t s = config_extent(v, path, field);
@@ -107,7 +119,7 @@ inline void config_size(const nlohmann::json& v, const std::string& path, const 
         config_fail(path, field, "expected an integer, a [height, width] list or an object, found " + json_kind(v));
     std::string keys;
     for (auto it = v.begin(); it != v.end(); ++it) keys += (keys.empty() ? "" : ", ") + it.key();
-    if (v.size() == 1 && v.contains("shortest_edge") && int_is_shortest_edge) {
+    if (v.size() == 1 && v.contains("shortest_edge") && shortest_edge_allowed) {
         shortest = config_extent(v["shortest_edge"], path, field + ".shortest_edge");
         return;
     }
@@ -117,7 +129,7 @@ inline void config_size(const nlohmann::json& v, const std::string& path, const 
         return;
     }
     config_fail(path, field,
-                std::string("supported forms are ") + (int_is_shortest_edge ? "{shortest_edge} or " : "") +
+                std::string("supported forms are ") + (shortest_edge_allowed ? "{shortest_edge} or " : "") +
                     "{height, width}; found keys {" + keys + "}");
 }
 
@@ -135,23 +147,22 @@ inline std::array<double, 3> config_triple(const nlohmann::json& v, const std::s
             config_number(v[2], path, std::string(field) + "[2]")};
 }
 
-}  // namespace detail
-
-/// Reads a HF preprocessor_config.json. Unknown keys (image_processor_type, processor_class, …)
-/// are ignored as HF ignores them; fields that select behaviour this header does not implement
-/// (do_pad, longest_edge sizes, resample filters other than 0/2/3) throw.
-inline ClipImageProcessorConfig load_clip_image_processor_config(const std::string& path) {
-    const nlohmann::json j = read_json_file(path);
+/// Reads the fields of the image processor object `j` onto `c` (which holds the class's
+/// defaults). Unknown keys (image_processor_type, processor_class, …) are ignored as HF ignores
+/// them; fields that select behaviour this header does not implement (do_pad, longest_edge sizes,
+/// resample filters other than 0/2/3) throw. `int_size_is_shortest_edge` is the class's
+/// default_to_square negated; `prefix` names the object in messages.
+inline void read_image_processor_fields(const nlohmann::json& j, const std::string& path, const std::string& prefix,
+                                        bool int_size_is_shortest_edge, ImageProcessorConfig& c) {
     if (!j.is_object())
         throw IoError("preprocessor config '" + path + "': expected a JSON object, found " + j.type_name());
-
-    ClipImageProcessorConfig c;
-    c.do_resize = detail::config_bool(j, path, "do_resize", c.do_resize);
+    c.do_resize = config_bool(j, path, "do_resize", c.do_resize, prefix);
     if (auto it = j.find("size"); it != j.end() && !it->is_null())
-        detail::config_size(*it, path, "size", true, c.size.shortest_edge, c.size.height, c.size.width);
+        config_size(*it, path, prefix + "size", int_size_is_shortest_edge, true, c.size.shortest_edge, c.size.height,
+                    c.size.width);
     if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
         if (!it->is_number_integer())
-            detail::config_fail(path, "resample", "expected an integer, found " + detail::json_kind(*it));
+            config_fail(path, prefix + "resample", "expected an integer, found " + json_kind(*it));
         const auto r = it->get<std::int64_t>();
         if (r == 0)
             c.resample = Resample::nearest;
@@ -161,27 +172,38 @@ inline ClipImageProcessorConfig load_clip_image_processor_config(const std::stri
             c.resample = Resample::bicubic;
         else {
             static const char* names[] = {"NEAREST", "LANCZOS", "BILINEAR", "BICUBIC", "BOX", "HAMMING"};
-            detail::config_fail(path, "resample",
-                                std::to_string(r) +
-                                    (r >= 0 && r < 6 ? std::string(" (") + names[r] + ")" : std::string()) +
-                                    " is not supported; 0 (NEAREST), 2 (BILINEAR) and 3 (BICUBIC) are");
+            config_fail(path, prefix + "resample",
+                        std::to_string(r) + (r >= 0 && r < 6 ? std::string(" (") + names[r] + ")" : std::string()) +
+                            " is not supported; 0 (NEAREST), 2 (BILINEAR) and 3 (BICUBIC) are");
         }
     }
-    c.do_center_crop = detail::config_bool(j, path, "do_center_crop", c.do_center_crop);
+    c.do_center_crop = config_bool(j, path, "do_center_crop", c.do_center_crop, prefix);
     if (auto it = j.find("crop_size"); it != j.end() && !it->is_null()) {
         index_t unused = 0;
-        detail::config_size(*it, path, "crop_size", false, unused, c.crop_height, c.crop_width);
+        config_size(*it, path, prefix + "crop_size", false, false, unused, c.crop_height, c.crop_width);
     }
-    c.do_rescale = detail::config_bool(j, path, "do_rescale", c.do_rescale);
+    c.do_rescale = config_bool(j, path, "do_rescale", c.do_rescale, prefix);
     if (auto it = j.find("rescale_factor"); it != j.end() && !it->is_null())
-        c.rescale_factor = detail::config_number(*it, path, "rescale_factor");
-    c.do_normalize = detail::config_bool(j, path, "do_normalize", c.do_normalize);
+        c.rescale_factor = config_number(*it, path, prefix + "rescale_factor");
+    c.do_normalize = config_bool(j, path, "do_normalize", c.do_normalize, prefix);
     if (auto it = j.find("image_mean"); it != j.end() && !it->is_null())
-        c.image_mean = detail::config_triple(*it, path, "image_mean");
+        c.image_mean = config_triple(*it, path, (prefix + "image_mean").c_str());
     if (auto it = j.find("image_std"); it != j.end() && !it->is_null())
-        c.image_std = detail::config_triple(*it, path, "image_std");
-    c.do_convert_rgb = detail::config_bool(j, path, "do_convert_rgb", c.do_convert_rgb);
-    if (detail::config_bool(j, path, "do_pad", false)) detail::config_fail(path, "do_pad", "padding is not supported");
+        c.image_std = config_triple(*it, path, (prefix + "image_std").c_str());
+    c.do_convert_rgb = config_bool(j, path, "do_convert_rgb", c.do_convert_rgb, prefix);
+    if (config_bool(j, path, "do_pad", false, prefix)) config_fail(path, prefix + "do_pad", "padding is not supported");
+}
+
+}  // namespace detail
+
+/// Reads a HF preprocessor_config.json of a CLIP model (CLIPImageProcessorPil's defaults for
+/// absent or null fields; an int `size` is the shortest edge).
+inline ClipImageProcessorConfig load_clip_image_processor_config(const std::string& path) {
+    const nlohmann::json j = read_json_file(path);
+    if (!j.is_object())
+        throw IoError("preprocessor config '" + path + "': expected a JSON object, found " + j.type_name());
+    ClipImageProcessorConfig c;
+    detail::read_image_processor_fields(j, path, "", true, c);
     return c;
 }
 
@@ -217,7 +239,7 @@ inline Image center_crop(const Image& img, index_t crop_height, index_t crop_wid
 }
 
 /// The uint8 HWC RGB image that HF hands to rescale/normalize: RGB conversion, resize, crop.
-inline Image preprocess_image(const Image& img, const ClipImageProcessorConfig& cfg) {
+inline Image preprocess_image(const Image& img, const ImageProcessorConfig& cfg) {
     if (img.pixels.size() != static_cast<std::size_t>(img.height * img.width * img.channels) || img.height < 1 ||
         img.width < 1)
         throw ArgumentError("preprocess: image of " + std::to_string(img.height) + "x" + std::to_string(img.width) +
@@ -246,7 +268,7 @@ inline Image preprocess_image(const Image& img, const ClipImageProcessorConfig& 
 }
 
 /// pixel_values [N, 3, H, W] as HF's PIL-path processor returns them (return_tensors="np").
-inline Tensor<float> preprocess(const std::vector<Image>& images, const ClipImageProcessorConfig& cfg) {
+inline Tensor<float> preprocess(const std::vector<Image>& images, const ImageProcessorConfig& cfg) {
     if (images.empty()) throw ArgumentError("preprocess: no images");
     std::array<float, 3> mean{}, stdev{};
     for (int c = 0; c < 3; ++c) {

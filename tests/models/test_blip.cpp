@@ -1,0 +1,306 @@
+// Tests of the BLIP models (models/blip_*.hpp) against transformers' BLIP classes: random tiny
+// checkpoints saved by tools/make_blip_fixtures.py (save_pretrained + the HF outputs of fixed
+// inputs, tests/fixtures/blip/<case>/expected.{safetensors,json}), loaded from the folder as it is,
+// must reproduce every stage to 1e-5 (relative above 1) and generate identical ids.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mmalign/backend/cpu/backend.hpp"
+#include "mmalign/io/safetensors.hpp"
+#include "mmalign/models/blip_captioning.hpp"
+#include "mmalign/models/blip_model.hpp"
+#include "mmalign/models/blip_retrieval.hpp"
+#include "mmalign/models/blip_vqa.hpp"
+#include "support/errors.hpp"
+
+using namespace mmalign;
+using Be = CpuBackend<float>;
+
+namespace {
+
+const std::string fixtures = std::string(MMALIGN_FIXTURE_DIR) + "/blip/";
+
+/// max |got − want| / max(1, max |want|), the worst element printed on failure.
+double worst_diff(const std::string& what, ConstView<float> got, ConstView<float> want) {
+    REQUIRE_MESSAGE(got.shape() == want.shape(), what, ": shape ", got.shape().str(), " vs ", want.shape().str());
+    double worst = 0, scale = 1;
+    index_t at = 0;
+    for (index_t i = 0; i < got.numel(); ++i) {
+        const double d = std::abs(double(got.data()[i]) - double(want.data()[i]));
+        if (d > worst || std::isnan(d)) worst = d, at = i;
+        scale = std::max(scale, std::abs(double(want.data()[i])));
+    }
+    worst /= scale;
+    if (worst > 1e-5 || std::getenv("MMALIGN_PARITY_VERBOSE"))
+        std::printf("%s: worst |diff|/max(1,|HF|) %.3g at flat index %lld (got %.7g, HF %.7g)\n", what.c_str(), worst,
+                    (long long)at, double(got.data()[at]), double(want.data()[at]));
+    return worst;
+}
+
+struct Case {
+    std::string dir;
+    nlohmann::json json;
+    io::SafetensorsFile expected;
+
+    explicit Case(const std::string& name)
+        : dir(fixtures + name), json(read_json(dir + "/expected.json")),
+          expected(io::SafetensorsFile::open(dir + "/expected.safetensors")) {}
+
+    static nlohmann::json read_json(const std::string& path) {
+        std::ifstream f(path);
+        REQUIRE_MESSAGE(f.good(), "cannot open ", path);
+        return nlohmann::json::parse(f);
+    }
+    Tensor<float> tensor(const std::string& name) const {
+        REQUIRE_MESSAGE(expected.contains(name), dir, ": no tensor ", name);
+        Tensor<float> t(expected.info(name).shape);
+        expected.read_into(name, t.view());
+        return t;
+    }
+};
+
+/// A JSON list of equal-length int lists → its flat row-major ids and the row count.
+std::vector<std::int32_t> flat(const nlohmann::json& rows, index_t* batch = nullptr) {
+    std::vector<std::int32_t> out;
+    for (const auto& r : rows)
+        for (const auto& v : r) out.push_back(v.get<std::int32_t>());
+    if (batch) *batch = static_cast<index_t>(rows.size());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("BlipForConditionalGeneration reproduces HF's vision states and teacher-forced logits") {
+    for (const std::string name : {"caption_a", "caption_b", "caption_remainder"}) {
+        CAPTURE(name);
+        Case c(name);
+        Be be;
+        const auto model = BlipForConditionalGeneration<Be>::from_pretrained(be, c.dir);
+        const Tensor<float> pixels = c.tensor("pixel_values");
+        const auto img = model.image_embeds(be, pixels.view());
+        CHECK(worst_diff(name + " vision.last_hidden_state", img.view(), c.tensor("vision.last_hidden_state").view()) <= 1e-5);
+        Tensor<float> pooled(Shape{pixels.dim(0), model.config.vision.hidden});
+        model.vision_model.forward(be, pixels.view(), {}, pooled.view());
+        CHECK(worst_diff(name + " vision.pooler_output", pooled.view(), c.tensor("vision.pooler_output").view()) <= 1e-5);
+
+        index_t batch = 0;
+        const auto ids = flat(c.json.at("fed_input_ids"), &batch);
+        const auto mask = flat(c.json.at("processor_attention_mask"));
+        const auto logits = model.logits(be, pixels.view(), {ids, mask, batch});
+        CHECK(worst_diff(name + " logits", logits.view(), c.tensor("logits").view()) <= 1e-5);
+    }
+}
+
+TEST_CASE("BlipForImageTextRetrieval reproduces HF's ITM logits and ITC cosines, one image against many texts and in pairs") {
+    Case c("retrieval");
+    Be be;
+    const auto model = BlipForImageTextRetrieval<Be>::from_pretrained(be, c.dir);
+    const Tensor<float> pixels = c.tensor("pixel_values");  // [2, 3, S, S]
+    const auto img = model.image_embeds(be, pixels.view());
+    CHECK(worst_diff("vision.last_hidden_state", img.view(), c.tensor("vision.last_hidden_state").view()) <= 1e-5);
+    for (const std::string part : {"single", "pairs"}) {
+        CAPTURE(part);
+        const auto& j = c.json.at(part);
+        index_t batch = 0;
+        const auto ids = flat(j.at("input_ids"), &batch);
+        const auto mask = flat(j.at("attention_mask"));
+        const index_t images = static_cast<index_t>(j.at("images").size());
+        const ConstView<float> emb(img.data(), Shape{images, img.dim(1), img.dim(2)});  // the first `images` rows
+        const auto itm = model.itm_logits(be, emb, {ids, mask, batch});
+        CHECK(worst_diff(part + ".itm_logits", itm.view(), c.tensor(part + ".itm_logits").view()) <= 1e-5);
+        const auto itc = model.itc_scores(be, emb, {ids, mask, batch});
+        CHECK(worst_diff(part + ".itc_scores", itc.view(), c.tensor(part + ".itc_scores").view()) <= 1e-5);
+        // itm_scores = softmax(itm_logits)[:, 1], as the JSON contract of mmalign-blip prints them.
+        const auto& want = j.at("itm_scores");
+        for (index_t b = 0; b < batch; ++b) {
+            const double l0 = itm(b, 0), l1 = itm(b, 1);
+            CHECK(1.0 / (1.0 + std::exp(l0 - l1)) == doctest::Approx(want[static_cast<std::size_t>(b)].get<double>()).epsilon(1e-5));
+        }
+    }
+}
+
+TEST_CASE("BlipForQuestionAnswering reproduces HF's question states and teacher-forced answer logits") {
+    Case c("vqa");
+    Be be;
+    const auto model = BlipForQuestionAnswering<Be>::from_pretrained(be, c.dir);
+    const Tensor<float> pixels = c.tensor("pixel_values");
+    index_t batch = 0;
+    const auto ids = flat(c.json.at("processor_input_ids"), &batch);
+    const auto mask = flat(c.json.at("processor_attention_mask"));
+    const auto q = model.question_states(be, pixels.view(), {ids, mask, batch});
+    CHECK(worst_diff("question_states", q.view(), c.tensor("question_states").view()) <= 1e-5);
+    index_t answers = 0;
+    const auto answer_ids = flat(c.json.at("fed_answer_ids"), &answers);
+    const std::vector<std::int32_t> answer_mask(answer_ids.size(), 1);
+    const auto logits = model.answer_logits(be, pixels.view(), {ids, mask, batch}, {answer_ids, answer_mask, answers});
+    CHECK(worst_diff("answer_logits", logits.view(), c.tensor("answer_logits").view()) <= 1e-5);
+}
+
+TEST_CASE("BlipModel reproduces HF's pooled text, embeddings and contrastive logits") {
+    Case c("model");
+    Be be;
+    const auto model = BlipModel<Be>::from_pretrained(be, c.dir);
+    const Tensor<float> pixels = c.tensor("pixel_values");
+    index_t batch = 0;
+    const auto ids = flat(c.json.at("input_ids"), &batch);
+    const auto mask = flat(c.json.at("attention_mask"));
+    Tensor<float> pooled(Shape{batch, model.config.text.bert.hidden});
+    model.text_model.forward(be, {.ids = ids, .attention_mask = mask, .batch = batch}, {}, pooled.view());
+    CHECK(worst_diff("text.pooler_output", pooled.view(), c.tensor("text.pooler_output").view()) <= 1e-5);
+    const auto o = model.forward(be, pixels.view(), ids, mask, batch);
+    CHECK(worst_diff("image_embeds", o.image_embeds.view(), c.tensor("image_embeds").view()) <= 1e-5);
+    CHECK(worst_diff("text_embeds", o.text_embeds.view(), c.tensor("text_embeds").view()) <= 1e-5);
+    CHECK(worst_diff("logits_per_image", o.logits_per_image.view(), c.tensor("logits_per_image").view()) <= 1e-5);
+    CHECK(worst_diff("logits_per_text", o.logits_per_text.view(), c.tensor("logits_per_text").view()) <= 1e-5);
+}
+
+namespace {
+
+/// kwargs of an expected.json generate record → GenerationConfig (HF names).
+generation::GenerationConfig options_of(const nlohmann::json& kw) {
+    generation::GenerationConfig o;
+    if (kw.contains("num_beams")) o.num_beams = kw.at("num_beams").get<index_t>();
+    if (kw.contains("num_return_sequences")) o.num_return_sequences = kw.at("num_return_sequences").get<index_t>();
+    if (kw.contains("length_penalty")) o.length_penalty = kw.at("length_penalty").get<double>();
+    if (kw.contains("repetition_penalty")) o.repetition_penalty = kw.at("repetition_penalty").get<double>();
+    if (kw.contains("max_new_tokens")) o.max_new_tokens = kw.at("max_new_tokens").get<index_t>();
+    if (kw.contains("min_new_tokens")) o.min_new_tokens = kw.at("min_new_tokens").get<index_t>();
+    if (kw.contains("max_length")) o.max_length = kw.at("max_length").get<index_t>();
+    if (kw.contains("early_stopping")) {
+        const auto& e = kw.at("early_stopping");
+        o.early_stopping = e.is_string() ? generation::EarlyStopping::never
+                           : e.get<bool>() ? generation::EarlyStopping::finished
+                                           : generation::EarlyStopping::heuristic;
+    }
+    for (const auto& [key, value] : kw.items()) {
+        static const std::set<std::string> known = {"num_beams", "num_return_sequences", "length_penalty", "repetition_penalty",
+                                                    "max_new_tokens", "min_new_tokens", "max_length", "early_stopping"};
+        REQUIRE_MESSAGE(known.count(key), "generate record with an unhandled option ", key, " = ", value.dump());
+    }
+    return o;
+}
+
+/// The rows of pixel_values (the case's images) that a record's images are.
+Tensor<float> pixels_of(const Case& c, const nlohmann::json& images) {
+    const Tensor<float> all = c.tensor("pixel_values");
+    const auto& listed = c.json.at("images");
+    const index_t per = all.numel() / all.dim(0);
+    Tensor<float> out(Shape{static_cast<index_t>(images.size()), all.dim(1), all.dim(2), all.dim(3)});
+    for (std::size_t i = 0; i < images.size(); ++i) {
+        const auto at = std::find(listed.begin(), listed.end(), images[i]);
+        REQUIRE(at != listed.end());
+        const index_t k = static_cast<index_t>(at - listed.begin());
+        std::copy_n(all.data() + k * per, per, out.data() + static_cast<index_t>(i) * per);
+    }
+    return out;
+}
+
+void check_ids(const std::string& what, const generation::Generated& got, const nlohmann::json& want) {
+    CAPTURE(what);
+    REQUIRE(got.rows == static_cast<index_t>(want.size()));
+    for (index_t r = 0; r < got.rows; ++r) {
+        std::vector<std::int32_t> expected;
+        for (const auto& v : want[static_cast<std::size_t>(r)]) expected.push_back(v.get<std::int32_t>());
+        const auto row = got.row(r);
+        const std::vector<std::int32_t> got_row(row.begin(), row.end());
+        std::size_t first = 0;
+        while (first < std::min(got_row.size(), expected.size()) && got_row[first] == expected[first]) ++first;
+        CHECK_MESSAGE(got_row == expected, what, " row ", r, ": first difference at position ", first, " of ",
+                      expected.size(), " (got ", first < got_row.size() ? got_row[first] : -1, ", HF ",
+                      first < expected.size() ? expected[first] : -1, ", lengths ", got_row.size(), "/", expected.size(), ")");
+    }
+}
+
+}  // namespace
+
+TEST_CASE("BlipForConditionalGeneration.generate gives HF's ids: greedy, beams, penalties, lengths, prompts, batches") {
+    int records = 0;
+    for (const std::string name : {"caption_a", "caption_b", "caption_remainder"}) {
+        Case c(name);
+        Be be;
+        const auto model = BlipForConditionalGeneration<Be>::from_pretrained(be, c.dir);
+        for (const auto& g : c.json.at("generate")) {
+            const std::string what = name + " " + g.at("name").get<std::string>();
+            const Tensor<float> pixels = pixels_of(c, g.at("images"));
+            std::vector<std::int32_t> ids, mask;
+            index_t batch = pixels.dim(0);
+            if (!g.at("input_ids").is_null()) {
+                ids = flat(g.at("input_ids"), &batch);
+                mask = flat(g.at("attention_mask"));
+            }
+            const auto out = model.generate(be, pixels.view(), {ids, mask, batch}, options_of(g.at("kwargs")));
+            check_ids(what, out, g.at("ids"));
+            ++records;
+        }
+    }
+    MESSAGE(records, " captioning records");
+    CHECK(records >= 30);
+}
+
+TEST_CASE("BlipForQuestionAnswering.generate gives HF's ids for single and batched questions") {
+    Case c("vqa");
+    Be be;
+    const auto model = BlipForQuestionAnswering<Be>::from_pretrained(be, c.dir);
+    int records = 0;
+    for (const auto& g : c.json.at("generate")) {
+        const std::string what = g.at("name").get<std::string>();
+        const Tensor<float> pixels = pixels_of(c, g.at("images"));
+        index_t batch = 0;
+        const auto ids = flat(g.at("input_ids"), &batch);
+        const auto mask = flat(g.at("attention_mask"));
+        const auto out = model.generate(be, pixels.view(), {ids, mask, batch}, options_of(g.at("kwargs")));
+        check_ids(what, out, g.at("ids"));
+        ++records;
+    }
+    MESSAGE(records, " VQA records");
+    CHECK(records >= 8);
+}
+
+TEST_CASE("a BLIP folder with a bad config.json or checkpoint is refused with one line naming the file and the field") {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / "mmalign_test_blip_bad";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const std::string src = fixtures + "caption_a";
+    fs::copy_file(src + "/model.safetensors", dir / "model.safetensors");
+    nlohmann::json config = Case::read_json(src + "/config.json");
+    auto attempt = [&](const nlohmann::json& j) {
+        std::ofstream(dir / "config.json") << j.dump();
+        Be be;
+        return test::io_error_of([&] { (void)BlipForConditionalGeneration<Be>::from_pretrained(be, dir.string()); });
+    };
+    const std::string vocab = std::to_string(config.at("text_config").at("vocab_size").get<index_t>());
+    const index_t width = config.at("vision_config").at("hidden_size").get<index_t>();
+    nlohmann::json j = config;
+    j["text_config"]["bos_token_id"] = 100000;
+    CHECK(attempt(j).find("text_config.bos_token_id 100000 is outside the vocabulary [0, " + vocab + ")") != std::string::npos);
+    j = config;
+    j["text_config"]["encoder_hidden_size"] = width + 16;
+    CHECK(attempt(j).find("text_config.encoder_hidden_size " + std::to_string(width + 16) +
+                          " differs from vision_config.hidden_size " + std::to_string(width)) != std::string::npos);
+    j = config;
+    j["text_config"]["hidden_size"] = 4294967296;
+    CHECK(attempt(j).find("text_config.hidden_size") != std::string::npos);
+    j = config;
+    j["vision_config"]["hidden_act"] = 7;
+    CHECK(attempt(j).find("vision_config.hidden_act: expected a string") != std::string::npos);
+    j = config;
+    j["text_config"]["num_hidden_layers"] = 3;  // one layer more than the checkpoint holds
+    CHECK(attempt(j).find("text_decoder.bert.encoder.layer.2.") != std::string::npos);
+    fs::remove(dir / "config.json");
+    Be be;
+    CHECK(test::io_error_of([&] { (void)BlipForConditionalGeneration<Be>::from_pretrained(be, dir.string()); })
+              .find("config.json") != std::string::npos);
+    fs::remove_all(dir);
+}
