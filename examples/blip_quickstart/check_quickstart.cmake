@@ -1,0 +1,26 @@
+# blip_quickstart on the tiny HF fixture tests/fixtures/blip/caption_a prints the caption
+# transformers decoded for the same image with num_beams=3 (expected.json, record
+# "beams3|single_image"). -DEXE=<blip_quickstart> -DFIX=<tests/fixtures>
+cmake_minimum_required(VERSION 3.21)
+file(READ ${FIX}/blip/caption_a/expected.json json)
+string(JSON n LENGTH "${json}" generate)
+math(EXPR last "${n} - 1")
+set(want "")
+foreach(i RANGE ${last})
+  string(JSON name GET "${json}" generate ${i} name)
+  if(name STREQUAL "beams3|single_image")
+    string(JSON want GET "${json}" generate ${i} texts 0)
+  endif()
+endforeach()
+if(want STREQUAL "")
+  message(FATAL_ERROR "caption_a/expected.json has no record beams3|single_image")
+endif()
+execute_process(COMMAND ${EXE} ${FIX}/blip/caption_a ${FIX}/images/astronaut_420.jpg
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "blip_quickstart exited ${rc}: ${err}")
+endif()
+if(NOT out STREQUAL "${want}\n")
+  message(FATAL_ERROR "blip_quickstart printed '${out}', transformers decoded '${want}'")
+endif()
+message(STATUS "caption: ${out}")
