@@ -90,6 +90,13 @@ TEST_CASE("bad config values name the file and the field: wrong type, nested non
           "config.json: text_config.vocab_size 4000000000 exceeds 16777216, larger than any model has");
     CHECK(error_of([&] { read({{"text_config", {{"hidden_size", 30}, {"num_attention_heads", 4}}}}); }) ==
           "config.json: text_config.hidden_size 30 is not a multiple of num_attention_heads 4");
+    // Values beyond the integer type are refused before any conversion (found by fuzzing: a float
+    // cast out of range is undefined; 2^64 − 1 read as int64 wrapped to −1).
+    CHECK(error_of([&] { read({{"text_config", {{"hidden_size", 6.7e53}}}}); }) ==
+          "config.json.text_config.hidden_size: expected an integer, found 6.7e+53");
+    CHECK(error_of([&] { read({{"text_config", {{"hidden_size", 18446744073709551615ULL}}}}); }) ==
+          "config.json.text_config.hidden_size: 18446744073709551615 is out of range");
+    CHECK(error_of([&] { read({{"text_config", {{"hidden_size", 64.0}}}}); }).empty());
     CHECK(error_of([&] { read(nlohmann::json::array()); }) == "config.json: expected a JSON object, found array");
     CHECK(error_of([&] { read({{"projection_dim", 8}}); }).empty());
 }

@@ -7,6 +7,9 @@
 
 #include <fstream>
 #include <sstream>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -45,14 +48,27 @@ T json_field(const nlohmann::json& obj, const char* key, T fallback, const std::
         if (!v.is_boolean()) throw IoError(field + ": expected a boolean, found " + detail::json_type(v));
         return v.get<bool>();
     } else if constexpr (std::is_integral_v<T>) {
+        // Checked before any conversion: a float or unsigned value outside T's range has no T
+        // (converting it is undefined, or wraps 2^64 − 1 to −1).
+        constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
+        constexpr double hi = static_cast<double>(std::numeric_limits<T>::max());  // rounded up to 2^63 for int64
         if (v.is_number_float()) {
             const double d = v.get<double>();
-            if (d != static_cast<double>(static_cast<T>(d)))
+            if (!(d >= lo && d < hi) || d != std::floor(d))
                 throw IoError(field + ": expected an integer, found " + v.dump());
             return static_cast<T>(d);
         }
         if (!v.is_number_integer()) throw IoError(field + ": expected an integer, found " + detail::json_type(v));
-        return v.get<T>();
+        if (v.is_number_unsigned()) {
+            if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
+                throw IoError(field + ": " + v.dump() + " is out of range");
+            return static_cast<T>(v.get<std::uint64_t>());
+        }
+        const std::int64_t i = v.get<std::int64_t>();
+        if (static_cast<double>(i) < lo || static_cast<double>(i) > hi ||
+            (std::is_unsigned_v<T> && i < 0))
+            throw IoError(field + ": " + v.dump() + " is out of range");
+        return static_cast<T>(i);
     } else if constexpr (std::is_floating_point_v<T>) {
         if (!v.is_number()) throw IoError(field + ": expected a number, found " + detail::json_type(v));
         return v.get<T>();
