@@ -8,6 +8,7 @@
 // BlipForQuestionAnswering, CLIPModel, BlipForImageTextRetrieval). Generation uses transformers'
 // defaults (greedy, up to 20 new tokens); mmalign-blip exposes every option.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -53,7 +54,12 @@ Args parse(int argc, char** argv) {
         else if (k == "--clip") a.clip = value();
         else if (k == "--itm") a.itm = value();
         else if (k == "--query") a.query = value();
-        else if (k == "--top-k") a.top_k = std::stoll(value());
+        else if (k == "--top-k") {
+            const std::string v = value();
+            const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), a.top_k);
+            if (ec != std::errc() || end != v.data() + v.size() || a.top_k < 1)
+                throw ArgumentError("--top-k expects a positive integer, found \"" + v + "\"");
+        }
         else if (k.starts_with("--")) throw ArgumentError("unknown option " + k);
         else if (fs::is_directory(k)) {  // every image file in the folder, in name order
             std::vector<std::string> found;

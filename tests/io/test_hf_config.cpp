@@ -3,6 +3,10 @@
 // values are named with file and field, absurd sizes are refused, and writing gives back HF's values.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
+
 #include <string>
 
 #include "mmalign/backend/cpu/backend.hpp"
@@ -99,6 +103,20 @@ TEST_CASE("bad config values name the file and the field: wrong type, nested non
     CHECK(error_of([&] { read({{"text_config", {{"hidden_size", 64.0}}}}); }).empty());
     CHECK(error_of([&] { read(nlohmann::json::array()); }) == "config.json: expected a JSON object, found array");
     CHECK(error_of([&] { read({{"projection_dim", 8}}); }).empty());
+}
+
+TEST_CASE("a JSON configuration must be a regular file of bounded size: a directory or FIFO is refused without blocking") {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / "mmalign_test_json_file";
+    fs::remove_all(dir);
+    fs::create_directories(dir / "config.json");
+    CHECK(error_of([&] { (void)io::read_json_file((dir / "config.json").string()); })
+              .ends_with("config.json: not a regular file (a directory, FIFO or device)"));
+    const std::string fifo = (dir / "fifo.json").string();
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK(error_of([&] { (void)io::read_json_file(fifo); }).ends_with("fifo.json: not a regular file (a directory, FIFO or device)"));
+    CHECK(error_of([&] { (void)io::read_json_file((dir / "absent.json").string()); }).ends_with("absent.json: cannot open file (no such file)"));
+    fs::remove_all(dir);
 }
 
 TEST_CASE("sizes that pass one by one but whose product is absurd are refused before anything is allocated") {

@@ -304,3 +304,25 @@ TEST_CASE("a BLIP folder with a bad config.json or checkpoint is refused with on
               .find("config.json") != std::string::npos);
     fs::remove_all(dir);
 }
+
+TEST_CASE("generation may ask for more new tokens than the position table holds, as transformers allows; empty batches are refused") {
+    Case c("caption_a");
+    Be be;
+    const auto model = BlipForConditionalGeneration<Be>::from_pretrained(be, c.dir);
+    for (const auto& g : c.json.at("generate")) {
+        if (g.at("name") != "defaults|single_image") continue;
+        // transformers' generate(max_new_tokens=200) returns the default run's ids: [SEP] comes first.
+        generation::GenerationConfig o;
+        o.max_new_tokens = 200;
+        const Tensor<float> pixels = pixels_of(c, g.at("images"));
+        check_ids("max_new_tokens 200", model.generate(be, pixels.view(), {}, o), g.at("ids"));
+        const std::vector<std::int32_t> none;
+        CHECK_THROWS_AS(model.logits(be, pixels.view(), {none, none, 0}), ShapeError);
+    }
+    Case r("retrieval");
+    const auto itm = BlipForImageTextRetrieval<Be>::from_pretrained(be, r.dir);
+    const auto img = itm.image_embeds(be, r.tensor("pixel_values").view());
+    const std::vector<std::int32_t> none;
+    CHECK_THROWS_AS(itm.itc_scores(be, img.view(), {none, none, 0}), ShapeError);
+    CHECK_THROWS_AS(itm.itm_logits(be, img.view(), {none, none, 0}), ShapeError);
+}

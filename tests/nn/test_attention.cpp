@@ -323,3 +323,24 @@ TEST_CASE("cross-attention keys and values projected once (project_context) give
     Tensor<double> other(Shape{3, 3, 8});
     CHECK_THROWS_AS(m.forward_cross_cached(be, other.view(), cache, {}, Tensor<double>(other.shape()).view()), ShapeError);
 }
+
+TEST_CASE("one context row shared by every query row (inference) equals that row repeated, plain and fused; training refuses it") {
+    Mha m({.dim = 8, .heads = 2, .kv_dim = 6});
+    test::randomize(m, 80);
+    const index_t B = 3, Tk = 5;
+    const Tensor<double> x = test::random_tensor({B, 4, 8}, 81), c = test::random_tensor({1, Tk, 6}, 82);
+    Tensor<double> repeated(Shape{B, Tk, 6});  // [B, Tk, 6]: c's one row, B times
+    for (index_t b = 0; b < B; ++b) std::copy_n(c.data(), Tk * 6, repeated.data() + b * Tk * 6);
+    // The mask still has one row per query row: row 1 hides two positions, the others none.
+    const std::vector<std::int32_t> keep = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1};
+    const Tensor<double> want = reference_attention(m, x, repeated, keep, false);
+    for (const bool fused : {false, true}) {
+        CAPTURE(fused);
+        Be be({.fused_attention = fused});
+        Tensor<double> got(x.shape());
+        m.forward(be, x.view(), c.view(), {.key_keep = keep.data()}, got.view());
+        CHECK(test::max_abs_diff<double>(got.view(), want.view()) < 1e-12);
+        Mha::Saved s;
+        CHECK_THROWS_AS(m.forward(be, x.view(), c.view(), {}, got.view(), &s), ShapeError);
+    }
+}

@@ -117,6 +117,9 @@ struct BertLmDecoder {
                     std::copy_n(context_mask_.begin() + c * Te, Te, mask.begin() + r * Te);
             }
             mask_ = std::move(mask);
+            // transformers accepts any max_new_tokens and fails only when a position passes the
+            // table; the cache holds the table's positions, and a step beyond it is refused then.
+            max_positions = std::min(max_positions, model_->config.bert.max_positions);
             model_->bert.start_cache(*be_, cache_, rows, max_positions, expanded_.view(), mask_);
             last_position_.assign(static_cast<std::size_t>(rows), -1);
         }
@@ -128,6 +131,10 @@ struct BertLmDecoder {
                 throw ShapeError("BertLmDecoder session: logits hold " + std::to_string(logits.size()) + " values, expected " +
                                  std::to_string(R * V));
             const index_t Tn = static_cast<index_t>(ids.size()) / R;
+            if (cache_.length() + Tn > cache_.stack.max_positions)
+                throw ShapeError("BertLmDecoder: decoding past max_position_embeddings " +
+                                 std::to_string(model_->config.bert.max_positions) +
+                                 " (lower max_new_tokens / max_length)");
             std::vector<std::int32_t> positions(ids.size());  // [R, Tn]
             for (index_t r = 0; r < R; ++r) {
                 std::int32_t& last = last_position_[static_cast<std::size_t>(r)];

@@ -290,7 +290,10 @@ private:
         if (!config.cross_attention)
             throw ArgumentError("BertTransformer: encoder states given to a tower without cross-attention");
         const index_t De = config.cross_dim > 0 ? config.cross_dim : config.hidden;
-        expect_shape(enc.shape(), {rows, -1, De}, "BertTransformer encoder states");
+        // One unmasked row of states may serve every text (inference: nn/attention.hpp projects its
+        // keys and values once), as transformers broadcasts one image against many texts.
+        const bool shared = enc.rank() == 3 && enc.dim(0) == 1 && enc_mask.empty();
+        expect_shape(enc.shape(), {shared ? 1 : rows, -1, De}, "BertTransformer encoder states");
         if (!enc_mask.empty() && static_cast<index_t>(enc_mask.size()) != rows * enc.dim(1))
             throw ShapeError("BertTransformer encoder mask: expected " + std::to_string(rows * enc.dim(1)) +
                              " entries, found " + std::to_string(enc_mask.size()));

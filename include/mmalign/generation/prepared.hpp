@@ -78,12 +78,16 @@ inline Prepared prepare(std::span<const std::int32_t> prompt_ids, std::span<cons
     };
     for (std::int32_t e : p.eos) check_token("eos_token_id", e);
     if (p.pad) check_token("pad_token_id", *p.pad);
-    // The decoding buffers: rows × max_length ids and rows × vocab scores (beam search keeps a few
-    // times that). A product past 2^31 comes from a mistaken setting, not from a model.
-    constexpr index_t limit = index_t(1) << 31;
-    if (p.rows > limit / p.limits.max_length || p.rows > limit / vocab)
-        throw ArgumentError("generate: " + std::to_string(p.rows) + " rows × max_length " + std::to_string(p.limits.max_length) +
-                            " × vocabulary " + std::to_string(vocab) + " is too large to decode");
+    // The decoding buffers together: beam search keeps about four rows × max_length id matrices and
+    // two rows × (vocab + max_length) score arrays (4-byte elements). Past 2^28 elements (1 GiB)
+    // the setting is a mistake (num_beams 100000 from a hostile generation_config.json), refused
+    // before anything is allocated.
+    constexpr index_t budget = index_t(1) << 28;
+    const index_t per_row = 4 * p.limits.max_length + 2 * (vocab + p.limits.max_length);
+    if (p.rows > budget / per_row)
+        throw ArgumentError("generate: " + std::to_string(p.rows) + " rows (batch × num_beams × num_return_sequences) × max_length " +
+                            std::to_string(p.limits.max_length) + " × vocabulary " + std::to_string(vocab) +
+                            " needs more than 1 GiB of decoding buffers");
 
     const index_t T = p.prompt_length;
     p.ids.resize(static_cast<std::size_t>(p.rows * T));

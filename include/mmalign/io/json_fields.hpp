@@ -5,6 +5,7 @@
 // the file, the field path, what was expected and what was found.
 #pragma once
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <cmath>
@@ -20,6 +21,17 @@ namespace mmalign::io {
 
 /// Parses a whole JSON file; a missing file or invalid JSON throws IoError naming the file.
 inline nlohmann::json read_json_file(const std::string& path) {
+    // A regular file of bounded size only: a FIFO would block the open, /dev/zero never ends, and
+    // no configuration file is anywhere near 64 MiB.
+    constexpr std::uintmax_t max_bytes = std::uintmax_t(64) << 20;
+    std::error_code ec;
+    const auto st = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(st)) throw IoError(path + ": cannot open file (no such file)");
+    if (!std::filesystem::is_regular_file(st)) throw IoError(path + ": not a regular file (a directory, FIFO or device)");
+    const std::uintmax_t size = std::filesystem::file_size(path, ec);
+    if (ec) throw IoError(path + ": cannot read its size (" + ec.message() + ")");
+    if (size > max_bytes)
+        throw IoError(path + ": " + std::to_string(size) + " bytes, larger than the 64 MiB a JSON configuration may have");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw IoError(path + ": cannot open file");
     std::stringstream ss;

@@ -60,6 +60,9 @@ struct BlipForConditionalGeneration {
 
     /// HF forward (labels None): logits [B, T, V] of the text as given, one image per row.
     Buffer logits(B& be, ConstView<T> pixels, const Tokens& text) const {
+        if (text.batch <= 0 || text.ids.empty() || text.ids.size() % static_cast<std::size_t>(text.batch))
+            throw ShapeError("BlipForConditionalGeneration: " + std::to_string(text.ids.size()) + " ids do not form " +
+                             std::to_string(text.batch) + " rows");
         const Buffer img = image_embeds(be, pixels);
         const index_t Tn = static_cast<index_t>(text.ids.size()) / text.batch;
         Buffer out(Shape{text.batch, Tn, config.text.bert.vocab_size});
@@ -80,7 +83,7 @@ struct BlipForConditionalGeneration {
             for (index_t b = 0; b < Bn; ++b)
                 ids.insert(ids.end(), {std::int32_t(config.text.bos_token_id), std::int32_t(config.text.eos_token_id)});
         } else {
-            if (prompt.batch != Bn || prompt.ids.size() % Bn)
+            if (prompt.batch != Bn || Bn <= 0 || prompt.ids.size() % static_cast<std::size_t>(Bn))
                 throw ShapeError("BlipForConditionalGeneration: " + std::to_string(prompt.batch) + " prompts for " +
                                  std::to_string(Bn) + " images");
             Tn = static_cast<index_t>(prompt.ids.size()) / Bn;

@@ -64,23 +64,18 @@ struct BlipForImageTextRetrieval {
 
     /// ITM logits [Bt, 2] of each text against its image (Bi = Bt) or the one image (Bi = 1).
     Buffer itm_logits(B& be, ConstView<T> image_embeds, const Texts& t) const {
-        const index_t Bi = image_embeds.dim(0), Bt = t.batch, N = image_embeds.dim(1), D = config.text.bert.hidden;
+        check_texts(t);
+        const index_t Bi = image_embeds.dim(0), Bt = t.batch, D = config.text.bert.hidden;
         if (Bi != Bt && Bi != 1)
             throw ShapeError("BlipForImageTextRetrieval: " + std::to_string(Bi) + " images for " + std::to_string(Bt) +
                              " texts (expected one image, or one per text)");
         auto sc = be.scope();
-        ConstView<T> images = image_embeds;
-        if (Bi != Bt) {  // repeat the one image for every text
-            auto rep = sc.tensor({Bt, N, image_embeds.dim(2)});  // [Bt, N+1, Dv]
-            for (index_t b = 0; b < Bt; ++b)
-                be.copy(image_embeds.reshape(Shape{N, image_embeds.dim(2)}),
-                        TensorView<T>(rep.data() + b * N * image_embeds.dim(2), Shape{N, image_embeds.dim(2)}));
-            images = rep;
-        }
+        // One image (Bi = 1) is passed as it is: every text's cross-attention reads the same keys and
+        // values, projected once (nn/attention.hpp), not once per text.
         const index_t Tn = static_cast<index_t>(t.ids.size()) / Bt;
         auto h = sc.tensor({Bt, Tn, D});  // [Bt, T, D]
-        text_encoder.forward(be, {.ids = t.ids, .attention_mask = t.attention_mask, .batch = Bt, .encoder_states = images},
-                             h, {});
+        text_encoder.forward(be, {.ids = t.ids, .attention_mask = t.attention_mask, .batch = Bt,
+                                  .encoder_states = image_embeds}, h, {});
         Buffer logits(Shape{Bt, 2});
         itm_head.forward(be, first_tokens(be, h, sc), logits.view());
         return logits;
@@ -89,6 +84,7 @@ struct BlipForImageTextRetrieval {
     /// ITC cosine similarities [Bi, Bt] of normalised vision_proj(image CLS) and text_proj(text CLS),
     /// the text encoded without the image.
     Buffer itc_scores(B& be, ConstView<T> image_embeds, const Texts& t) const {
+        check_texts(t);
         const index_t Bi = image_embeds.dim(0), Bt = t.batch, E = config.image_text_hidden_size;
         const index_t Tn = static_cast<index_t>(t.ids.size()) / Bt, D = config.text.bert.hidden;
         auto sc = be.scope();
@@ -112,6 +108,11 @@ struct BlipForImageTextRetrieval {
     }
 
 private:
+    static void check_texts(const Texts& t) {
+        if (t.batch <= 0 || t.ids.empty() || t.ids.size() % static_cast<std::size_t>(t.batch))
+            throw ShapeError("BlipForImageTextRetrieval: " + std::to_string(t.ids.size()) + " ids do not form " +
+                             std::to_string(t.batch) + " texts");
+    }
     /// x [B, T, D] → its position-0 rows [B, D] (scratch of `sc`).
     template <class Scope>
     static TensorView<T> first_tokens(B& be, ConstView<T> x, Scope& sc) {

@@ -58,6 +58,7 @@ struct BlipForQuestionAnswering {
 
     /// The question encoded with its image: question_states [B, Tq, D].
     Buffer question_states(B& be, ConstView<T> pixels, const Tokens& question) const {
+        rows_of(question, "question");
         Buffer img(Shape{pixels.dim(0), config.vision.tokens(), config.vision.hidden});  // [B, N+1, Dv]
         vision_model.forward(be, pixels, img.view(), {});
         const index_t Tq = static_cast<index_t>(question.ids.size()) / question.batch;
@@ -71,7 +72,7 @@ struct BlipForQuestionAnswering {
     Buffer answer_logits(B& be, ConstView<T> pixels, const Tokens& question, const Tokens& answer,
                          bool mask_question_padding = false) const {
         const Buffer q = question_states(be, pixels, question);
-        const index_t Ta = static_cast<index_t>(answer.ids.size()) / answer.batch;
+        const index_t Ta = rows_of(answer, "answer");
         Buffer out(Shape{answer.batch, Ta, config.text.bert.vocab_size});
         text_decoder.forward(be, {.ids = answer.ids, .attention_mask = answer.attention_mask, .batch = answer.batch,
                                   .encoder_states = q.view(),
@@ -92,6 +93,14 @@ struct BlipForQuestionAnswering {
         options.max_position_embeddings = config.text.bert.max_positions;
         typename Decoder::Session session(be, text_decoder, q.view());
         return generation::generate(session, start, {}, question.batch, options);
+    }
+
+    /// The length of each of `t.batch` rows; ShapeError unless the ids form them.
+    static index_t rows_of(const Tokens& t, const char* what) {
+        if (t.batch <= 0 || t.ids.empty() || t.ids.size() % static_cast<std::size_t>(t.batch))
+            throw ShapeError(std::string("BlipForQuestionAnswering: ") + std::to_string(t.ids.size()) + " " + what +
+                             " ids do not form " + std::to_string(t.batch) + " rows");
+        return static_cast<index_t>(t.ids.size()) / t.batch;
     }
 
     /// A Hugging Face BlipForQuestionAnswering folder.

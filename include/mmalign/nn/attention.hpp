@@ -144,15 +144,19 @@ struct MultiHeadAttention {
     }
 
     /// x [B, Tq, D] → y [B, Tq, D]. `ctx` [B, Tk, Dkv] for cross-attention; an empty view means
-    /// self-attention (ctx = x).
+    /// self-attention (ctx = x). In inference (no Saved) a cross-attention context may also be
+    /// [1, Tk, Dkv], shared by every row: its keys and values are projected once and read by all B
+    /// rows, as torch's broadcasting matmul does when transformers' BlipTextSelfAttention scores
+    /// one image against many texts (modeling_blip_text.py).
     void forward(B& be, ConstView<T> x, ConstView<T> ctx, const AttentionMask<T>& mask, TensorView<T> y,
                  Saved* s = nullptr) const {
         const bool cross = !ctx.empty();
         const ConstView<T> c = cross ? ctx : x;
         expect_shape(x.shape(), {-1, -1, config.dim}, "MultiHeadAttention input");
-        expect_shape(c.shape(), {x.dim(0), -1, kv_dim()}, "MultiHeadAttention context");
+        const bool shared = cross && !s && c.rank() == 3 && c.dim(0) == 1 && x.dim(0) > 1;
+        expect_shape(c.shape(), {shared ? 1 : x.dim(0), -1, kv_dim()}, "MultiHeadAttention context");
         expect_shape(y.shape(), {x.dim(0), x.dim(1), config.dim}, "MultiHeadAttention output");
-        const index_t Bn = x.dim(0), Tq = x.dim(1), Tk = c.dim(1), D = config.dim;
+        const index_t Bn = x.dim(0), Tq = x.dim(1), Tk = c.dim(1), D = config.dim, Bc = c.dim(0);
         auto sc = be.scope();
         TensorView<T> q, k, v, p, o;
         C* stats = nullptr;
@@ -179,14 +183,14 @@ struct MultiHeadAttention {
             }
             q = s->q.view(), k = s->k.view(), v = s->v.view(), o = s->o.view();
         } else {
-            q = sc.tensor({Bn, Tq, D}), k = sc.tensor({Bn, Tk, D}), v = sc.tensor({Bn, Tk, D});
+            q = sc.tensor({Bn, Tq, D}), k = sc.tensor({Bc, Tk, D}), v = sc.tensor({Bc, Tk, D});  // k, v [Bc, Tk, D]
             o = sc.tensor({Bn, Tq, D});
             if (!be.fused_attention()) p = sc.tensor({Bn, config.heads, Tq, Tk});
         }
         q_proj.forward(be, x, q);
         k_proj.forward(be, c, k);
         v_proj.forward(be, c, v);
-        attend(be, q.data(), k.data(), v.data(), Tk * D, Bn, Tq, Tk, mask, p, stats, o.data());
+        attend(be, q.data(), k.data(), v.data(), shared ? 0 : Tk * D, Bn, Tq, Tk, mask, p, stats, o.data());
         out_proj.forward(be, o, y);
     }
 
