@@ -179,7 +179,8 @@ for r in rows:
     print(f"| {r['label']} | {r['unit']} | {err(m) or f(m['per_s'], '{:.3f}')} | {err(p) or f(p['per_s'], '{:.3f}')} | "
           f"{f(r['ratio'])} | {tok} | {f(m['peak_rss_mb'], '{:.0f}')} / {f(p['peak_rss_mb'], '{:.0f}')} |")
 print("\nper-round ×PyTorch: " + "; ".join(f"{r['row']} " + ", ".join(f"{x:.2f}" for x in r["round_ratios"]) for r in rows))
-json.dump({"threads": threads, "pairs": pairs, "cpu": {"model": field("Model name"), "flags": flags},
+json.dump({"threads": threads, "pairs": pairs, "cpu": {"model": field("Model name"), "family": field("CPU family"),
+           "model_number": field("Model"), "stepping": field("Stepping"), "cpus": ncpu, "flags": flags},
            "torch": torch_version, "transformers": tf_version, "load_average": load, "rows": rows, "runs": runs},
           open("benchmarks/results/blip.json", "w"), indent=1)
 print("wrote benchmarks/results/blip.json")
