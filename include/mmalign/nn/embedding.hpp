@@ -1,7 +1,8 @@
 // mmalign/nn/embedding.hpp — token embeddings and learned absolute positions.
 //
 // Embedding:        ids [N] → out [N, D] = weight[ids];  weight [V, D]  (HF "<name>.weight").
-//                   Backward: d_weight[ids[n]] += d_out[n]. Saved: the ids.
+//                   Backward: d_weight[ids[n]] += d_out[n], except for Config::padding_idx
+//                   (nn.Embedding's padding_idx: that row never learns). Saved: the ids.
 // LearnedPositions: x [B, T, D] → y = x + weight[offset .. offset+T)   (CLIP/BERT/OPT position
 //                   tables; `offset` is the number of positions already consumed, as in
 //                   incremental decoding). Backward: d_x = d_y, d_weight[offset+t] += Σ_b d_y[b, t].
@@ -27,6 +28,8 @@ struct Embedding {
     struct Config {
         index_t rows = 0;  // vocabulary or table size
         index_t dim = 0;
+        /// torch's nn.Embedding(padding_idx): backward never changes this row's gradient; −1: none.
+        std::int64_t padding_idx = -1;
     };
     struct Params {
         Param weight;  // [V, D]
@@ -59,9 +62,19 @@ struct Embedding {
     }
 
     void backward(B& be, const Saved& s, ConstView<T> d_out, GradMode mode) {
-        if (T* g = params.weight.grad_target(mode == GradMode::accumulate); g)
-            be.embedding_backward(s.ids.data(), static_cast<index_t>(s.ids.size()), d_out,
-                                  TensorView<T>(g, params.weight.grad.shape()));
+        T* g = params.weight.grad_target(mode == GradMode::accumulate);
+        if (!g) return;
+        const bool padding = config.padding_idx >= 0 && config.padding_idx < config.rows;
+        auto sc = be.scope();
+        TensorView<T> pad_row(g + (padding ? config.padding_idx : 0) * config.dim, Shape{config.dim});
+        TensorView<T> kept;  // [D]: the padding row's gradient before this backward, put back after it
+        if (padding) {
+            kept = sc.tensor({config.dim});
+            be.copy(pad_row, kept);
+        }
+        be.embedding_backward(s.ids.data(), static_cast<index_t>(s.ids.size()), d_out,
+                              TensorView<T>(g, params.weight.grad.shape()));
+        if (padding) be.copy(kept, pad_row);
     }
 };
 
