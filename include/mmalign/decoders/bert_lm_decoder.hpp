@@ -10,9 +10,8 @@
 // every layer's cross-attention keys and values once, then feeds the next tokens of every row and
 // returns the last position's logits — the generation::Decoder contract (generation/decoder.hpp).
 // Positions are numbered as transformers' generate numbers them for a model whose forward takes
-// position_ids (GenerationMixin._prepare_position_ids_for_generation): the prompt's are
-// cumsum(attention_mask) − 1 with padding at 0, each later token's is the row's previous last
-// position + 1 — so after a right-padded prompt the continuation restarts at 1, as in HF.
+// position_ids (decoders/session_support.hpp) — so after a right-padded prompt the continuation
+// restarts at 1, as in HF.
 // HF keys under the decoder's prefix ("text_decoder"): bert.*, cls.predictions.transform.*,
 // cls.predictions.bias; cls.predictions.decoder.{weight,bias} are tied copies that files may omit.
 #pragma once
@@ -21,9 +20,9 @@
 #include <cstdint>
 #include <span>
 #include <string>
-#include <type_traits>
 #include <vector>
 
+#include "mmalign/decoders/session_support.hpp"
 #include "mmalign/encoders/bert_transformer.hpp"
 #include "mmalign/nn/lm_prediction_head.hpp"
 
@@ -136,21 +135,7 @@ struct BertLmDecoder {
                                  std::to_string(model_->config.bert.max_positions) +
                                  " (lower max_new_tokens / max_length)");
             std::vector<std::int32_t> positions(ids.size());  // [R, Tn]
-            for (index_t r = 0; r < R; ++r) {
-                std::int32_t& last = last_position_[static_cast<std::size_t>(r)];
-                const bool prompt = cache_.length() == 0;
-                for (index_t t = 0; t < Tn; ++t) {
-                    const auto i = static_cast<std::size_t>(r * Tn + t);
-                    const bool token = keep.empty() || keep[i] != 0;
-                    if (prompt) {  // cumsum(mask) − 1, padding at 0
-                        if (token) ++last;
-                        positions[i] = token ? last : 0;
-                    } else {
-                        positions[i] = ++last;
-                    }
-                }
-                if (prompt) last = positions[static_cast<std::size_t>(r * Tn + Tn - 1)];
-            }
+            decoding::generation_positions(keep, R, Tn, cache_.length() == 0, last_position_, positions);
             auto sc = be_->scope();
             auto h = sc.tensor({R, Tn, D});     // [R, Tn, D]
             model_->bert.forward_cached(*be_, ids, keep, cache_, h, positions);
@@ -159,13 +144,7 @@ struct BertLmDecoder {
                 be_->copy(ConstView<T>(h.data() + (r * Tn + Tn - 1) * D, Shape{D}), TensorView<T>(last.data() + r * D, Shape{D}));
             auto out = sc.tensor({R, V});       // [R, V]
             model_->head.forward(*be_, last, model_->bert.word_embeddings.params.weight.value.view(), out);
-            if constexpr (std::is_same_v<T, float>) {
-                be_->to_host(out, TensorView<float>(logits.data(), Shape{R, V}));
-            } else {
-                Tensor<T> host(Shape{R, V});
-                be_->to_host(out, host.view());
-                for (index_t i = 0; i < R * V; ++i) logits[static_cast<std::size_t>(i)] = static_cast<float>(host.data()[i]);
-            }
+            decoding::logits_to_host(*be_, out, logits);
         }
         /// Row r becomes old row rows[r] (beam search).
         void reorder(std::span<const std::int32_t> rows) {

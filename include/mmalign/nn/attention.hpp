@@ -3,7 +3,7 @@
 //   q = x·Wqᵀ + bq [B, Tq, D],  k = c·Wkᵀ + bk, v = c·Wvᵀ + bv [B, Tk, D]   (c = x for self-attention)
 //   per head h (columns h·d .. h·d+d, d = D/H):  P = softmax(scale · q_h k_hᵀ + mask)  [B, H, Tq, Tk]
 //   o_h = P v_h,  y = o·Woᵀ + bo [B, Tq, D]                                (Vaswani et al. 2017, §3.2)
-// Separate q/k/v/out projections with biases, as HF stores CLIP and BERT attention; names come
+// Separate q/k/v/out projections with biases (optional: OPT's enable_bias), as HF stores CLIP and BERT attention; names come
 // from Config (CLIP "q_proj".."out_proj", BERT "self.query".."output.dense"). scale defaults to
 // d^-½ (CLIP's `* scale` and BERT's `/ sqrt(d)` agree to rounding). Masks: core/ops.hpp.
 // Saved: x, c (cross only), q, k, v, P, o; with the backend's fused attention (be.fused_attention(),
@@ -45,6 +45,7 @@ struct MultiHeadAttention {
         index_t kv_dim = 0;  // width of the attended sequence for cross-attention; 0: D
         double scale = 0;    // 0: 1/√(D/H)
         std::string q_name = "q_proj", k_name = "k_proj", v_name = "v_proj", out_name = "out_proj";
+        bool bias = true;  // false: the four projections without biases (OPT's enable_bias)
     };
     struct Saved {
         Buffer x;      // [B, Tq, D]
@@ -125,10 +126,10 @@ struct MultiHeadAttention {
             throw ArgumentError("MultiHeadAttention: dim " + std::to_string(c.dim) + " must be a positive multiple of heads " +
                                 std::to_string(c.heads));
         const index_t kv = kv_dim();
-        q_proj = Linear<B>({.in = c.dim, .out = c.dim});
-        k_proj = Linear<B>({.in = kv, .out = c.dim});
-        v_proj = Linear<B>({.in = kv, .out = c.dim});
-        out_proj = Linear<B>({.in = c.dim, .out = c.dim});
+        q_proj = Linear<B>({.in = c.dim, .out = c.dim, .bias = c.bias});
+        k_proj = Linear<B>({.in = kv, .out = c.dim, .bias = c.bias});
+        v_proj = Linear<B>({.in = kv, .out = c.dim, .bias = c.bias});
+        out_proj = Linear<B>({.in = c.dim, .out = c.dim, .bias = c.bias});
     }
 
     index_t kv_dim() const { return config.kv_dim > 0 ? config.kv_dim : config.dim; }

@@ -23,6 +23,7 @@ struct Mlp {
         Activation activation = Activation::gelu;
         std::string fc1_name = "fc1";
         std::string fc2_name = "fc2";
+        bool bias = true;  // false: fc1 and fc2 without biases (OPT's enable_bias)
     };
     struct Saved {
         typename Linear<B>::Saved fc1, fc2;
@@ -36,8 +37,8 @@ struct Mlp {
     Mlp() = default;
     explicit Mlp(Config c)
         : config(c),
-          fc1({.in = c.dim, .out = c.hidden, .bias = true, .activation = c.activation}),
-          fc2({.in = c.hidden, .out = c.dim, .bias = true}) {}
+          fc1({.in = c.dim, .out = c.hidden, .bias = c.bias, .activation = c.activation}),
+          fc2({.in = c.hidden, .out = c.dim, .bias = c.bias}) {}
 
     template <class F>
     void visit(F&& f, const std::string& prefix = "") {

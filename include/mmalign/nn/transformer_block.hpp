@@ -52,6 +52,14 @@ struct BlockNames {
                 "attention.output.LayerNorm", "crossattention.output.LayerNorm", "output.LayerNorm",
                 "", "intermediate.dense", "output.dense"};
     }
+    /// HF BLIP-2 Q-Former (`Blip2QFormerLayer`): BERT's layout with the projections under
+    /// attention.attention.{query,key,value}; its query feed-forward adds "_query" to the first part of
+    /// the feed-forward names (intermediate_query.dense, output_query.dense, output_query.LayerNorm).
+    static BlockNames qformer() {
+        return {"attention", "crossattention", "attention.query", "attention.key", "attention.value", "output.dense",
+                "attention.output.LayerNorm", "crossattention.output.LayerNorm", "output.LayerNorm",
+                "", "intermediate.dense", "output.dense"};
+    }
     /// HF BLIP / BLIP-2 vision (`BlipEncoderLayer`, `Blip2EncoderLayer`): CLIP's layout with one
     /// fused `self_attn.qkv` (its parts named q, k, v on the module side, io/tensor_map.hpp) and
     /// the output projection `self_attn.projection`.
@@ -86,6 +94,7 @@ struct TransformerBlock {
         bool cross_attention = false;
         index_t cross_dim = 0;        // width of enc; 0: dim
         BlockNames names = BlockNames::clip();
+        bool bias = true;             // false: no biases in the projections and the feed-forward (OPT's enable_bias)
     };
     struct Saved {
         typename AttentionSublayer::Saved attention, cross;
@@ -121,7 +130,7 @@ struct TransformerBlock {
                     Attention(attention_config(c, false))),
           feed_forward({.dim = c.dim, .eps = c.eps, .inner_name = c.names.mlp, .norm_name = c.names.norm2},
                        Mlp<B>({.dim = c.dim, .hidden = c.mlp_hidden, .activation = c.activation,
-                               .fc1_name = c.names.fc1, .fc2_name = c.names.fc2})) {
+                               .fc1_name = c.names.fc1, .fc2_name = c.names.fc2, .bias = c.bias})) {
         if (c.cross_attention)
             cross.emplace(typename AttentionSublayer::Config{.dim = c.dim, .eps = c.eps, .inner_name = c.names.cross_attn,
                                                              .norm_name = c.names.norm_cross},
@@ -219,7 +228,8 @@ private:
 
     static typename Attention::Config attention_config(const Config& c, bool is_cross) {
         return {.dim = c.dim, .heads = c.heads, .kv_dim = is_cross ? c.cross_dim : 0, .scale = c.attn_scale,
-                .q_name = c.names.q, .k_name = c.names.k, .v_name = c.names.v, .out_name = c.names.out};
+                .q_name = c.names.q, .k_name = c.names.k, .v_name = c.names.v, .out_name = c.names.out,
+                .bias = c.bias};
     }
 };
 
