@@ -291,8 +291,9 @@ def greedy_margin(step_scores, ids, eos):
     return best
 
 
-def run_generate(model, model64, inputs, kwargs):
-    """ids exactly as model.generate returns them, checked against a float64 copy of the model."""
+def run_generate(model, model64, inputs, kwargs, eos=None):
+    """ids exactly as model.generate returns them, checked against a float64 copy of the model; eos
+    (for the greedy margin) defaults to BLIP's [SEP]."""
     ids = model.generate(**{k: v.clone() for k, v in inputs.items()}, **kwargs)
     inputs64 = {k: (v.to(torch.float64) if v.is_floating_point() else v.clone()) for k, v in inputs.items()}
     ids64 = model64.generate(**inputs64, **kwargs)
@@ -305,7 +306,8 @@ def run_generate(model, model64, inputs, kwargs):
     if kwargs.get("num_beams", 1) > 1:
         extra["sequences_scores"] = [float(x) for x in detail.sequences_scores]
     else:
-        extra["min_top2_margin"] = greedy_margin(detail.scores, ids, model.config.text_config.sep_token_id)
+        extra["min_top2_margin"] = greedy_margin(detail.scores, ids,
+                                                 model.config.text_config.sep_token_id if eos is None else eos)
     return ids, extra
 
 

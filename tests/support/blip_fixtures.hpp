@@ -1,6 +1,7 @@
-// Reading the BLIP parity fixtures (tests/fixtures/blip/<case>/expected.{json,safetensors}, made
-// by tools/make_blip_fixtures.py from transformers' own BLIP classes) and comparing with them: shared
-// by the CPU tests (tests/models/test_blip.cpp) and the CUDA ones (tests/cuda/test_cuda_blip.cu).
+// Reading the BLIP and BLIP-2 parity fixtures (tests/fixtures/{blip,blip2}/<case>/expected.{json,
+// safetensors}, made by tools/make_blip_fixtures.py and tools/make_blip2_fixtures.py from transformers'
+// own classes) and comparing with them: shared by the CPU tests (tests/models/test_blip.cpp,
+// test_blip2.cpp) and the CUDA ones (tests/cuda/test_cuda_blip.cu).
 #pragma once
 
 #include <doctest/doctest.h>
@@ -23,6 +24,7 @@
 namespace mmalign::test::blip {
 
 inline const std::string fixtures = std::string(MMALIGN_FIXTURE_DIR) + "/blip/";
+inline const std::string blip2_fixtures = std::string(MMALIGN_FIXTURE_DIR) + "/blip2/";
 
 /// max |got − want| / max(1, max |want|), the worst element printed on failure.
 inline double worst_diff(const std::string& what, ConstView<float> got, ConstView<float> want) {
@@ -46,8 +48,9 @@ struct Case {
     nlohmann::json json;
     io::SafetensorsFile expected;
 
-    explicit Case(const std::string& name)
-        : dir(fixtures + name), json(read_json(dir + "/expected.json")),
+    /// tests/fixtures/<root>/<name>: BLIP's cases by default, BLIP-2's with root blip2 (same schema).
+    explicit Case(const std::string& name, const std::string& root = fixtures)
+        : dir(root + name), json(read_json(dir + "/expected.json")),
           expected(io::SafetensorsFile::open(dir + "/expected.safetensors")) {}
 
     static nlohmann::json read_json(const std::string& path) {

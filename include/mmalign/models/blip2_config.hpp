@@ -1,0 +1,89 @@
+// mmalign/models/blip2_config.hpp — the configuration every BLIP-2 model shares (transformers'
+// Blip2Config, Blip2VisionConfig and Blip2QFormerConfig, configuration_blip_2.py; the language
+// model's OPTConfig, configuration_opt.py), read from a Hugging Face folder's config.json.
+//
+//   config.json: { "vision_config": {...}, "qformer_config": {...}, "text_config": {"model_type": "opt", ...},
+//                  "num_query_tokens", "image_text_hidden_size", "image_token_index" }
+// Fields a file lacks keep transformers' class defaults (EVA ViT-g/14, a BERT-base Q-Former with
+// cross-attention every second layer, OPTConfig's defaults). As Blip2Config.__post_init__ does, the
+// Q-Former's encoder_hidden_size is the vision tower's hidden_size whatever qformer_config says.
+// Only decoder-only OPT language models are built here; a Flan-T5 folder is refused by name.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "mmalign/bridges/qformer.hpp"
+#include "mmalign/decoders/opt_decoder.hpp"
+#include "mmalign/encoders/vision_transformer.hpp"
+#include "mmalign/io/hf_config.hpp"
+
+namespace mmalign {
+
+template <Backend B>
+struct Blip2Config {
+    typename VisionTransformer<B>::Config vision = VisionTransformer<B>::Config::blip2();
+    typename QFormer<B>::Config qformer{};
+    typename OptDecoder<B>::Config text{};
+    index_t num_query_tokens = 32;
+    index_t image_text_hidden_size = 256;   // Blip2ForImageTextRetrieval's vision/text projections
+    std::int64_t image_token_index = -1;    // -1: the file has none (prompts then carry no <image> tokens)
+
+    template <class F>
+    void hf_fields(F&& f) {
+        f("vision_config", vision);
+        f("qformer_config", qformer);
+        f("text_config", text);
+        f("num_query_tokens", num_query_tokens, 1);
+        f("image_text_hidden_size", image_text_hidden_size, 1);
+        f("image_token_index", image_token_index);
+        qformer.encoder_width = vision.hidden;
+        qformer.num_queries = num_query_tokens;
+    }
+    std::string hf_problem() const {
+        if (image_token_index < -1) return "image_token_index must be >= 0, found " + std::to_string(image_token_index);
+        return {};
+    }
+    /// What keeps the language model from reading the image tokens (models with a language model
+    /// only: the retrieval heads' image_token_index is a Q-Former token), or empty.
+    std::string language_model_problem() const {
+        if (image_token_index >= text.vocab_size)
+            return "image_token_index " + std::to_string(image_token_index) + " is outside text_config.vocab_size " +
+                   std::to_string(text.vocab_size);
+        return {};
+    }
+
+    /// The config of a Hugging Face BLIP-2 folder (`dir`/config.json).
+    static Blip2Config from_folder(const std::string& dir) {
+        const io::HfConfig file = io::load_hf_config(dir + "/config.json");
+        if (const auto t = file.json.find("text_config"); t != file.json.end() && t->is_object()) {
+            const auto type = t->find("model_type");
+            if (type != t->end() && !(type->is_string() && type->template get<std::string>() == "opt"))
+                throw IoError(file.where + ": text_config.model_type: expected \"opt\" (BLIP-2 with an OPT language model), found " +
+                              (type->is_string() ? "\"" + type->template get<std::string>().substr(0, 40) + "\""
+                                                 : io::detail::json_type(*type)));
+        }
+        Blip2Config c;
+        io::read_hf_fields(c, file);
+        return c;
+    }
+};
+
+/// Token rows with their mask, [batch · length] each (io::Blip2Processor::encode gives them).
+struct Blip2Tokens {
+    std::span<const std::int32_t> ids{}, attention_mask{};
+    index_t batch = 0;
+
+    /// length of a row; refuses ids that do not form `batch` rows or a mask of another size.
+    index_t length(const char* who) const {
+        if (batch <= 0 || ids.empty() || ids.size() % static_cast<std::size_t>(batch))
+            throw ShapeError(std::string(who) + ": " + std::to_string(ids.size()) + " ids do not form " +
+                             std::to_string(batch) + " rows");
+        if (!attention_mask.empty() && attention_mask.size() != ids.size())
+            throw ShapeError(std::string(who) + ": attention_mask has " + std::to_string(attention_mask.size()) +
+                             " entries for " + std::to_string(ids.size()) + " ids");
+        return static_cast<index_t>(ids.size()) / batch;
+    }
+};
+
+}  // namespace mmalign
