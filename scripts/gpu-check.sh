@@ -82,7 +82,7 @@ if [ $rc -eq 0 ]; then
   for target in quickstart_cuda clip_zero_shot_cuda; do
     cmake --build "$build" --target help 2>/dev/null | grep -q "^$target:" && examples+=("$target")
   done
-  cmake --build "$build" -j "$jobs" --target test_cuda_ops test_cuda_modules test_cuda_half test_cuda_blip bench_gpu bench_train_clip \
+  cmake --build "$build" -j "$jobs" --target test_cuda_ops test_cuda_modules test_cuda_half test_cuda_blip test_cuda_qformer test_cuda_blip2 bench_gpu bench_train_clip \
     bench_train_clip_gpu "${examples[@]}" >> "$logs/build.log" 2>&1
   rc=$?
 fi
@@ -99,7 +99,7 @@ t=$(date +%s)
 tests_summary=""
 tests_rc=0
 : > "$logs/tests.log"
-for name in test_cuda_ops test_cuda_modules test_cuda_half test_cuda_blip; do
+for name in test_cuda_ops test_cuda_modules test_cuda_half test_cuda_blip test_cuda_qformer test_cuda_blip2; do
   MMALIGN_REQUIRE_CUDA=1 timeout 150 "$build/tests/cuda/$name" --duration=true > "$build/$name.log" 2>&1
   r=$?
   { echo "==== $name (exit $r)"; cat "$build/$name.log"; } >> "$logs/tests.log"  # one file: $OUT returns 8
