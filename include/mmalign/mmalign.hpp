@@ -45,6 +45,7 @@
 // Outside data. io/image.hpp is not included here: it needs libjpeg-turbo at link time
 // (target mmalign::image).
 #include "mmalign/io/clip_tokenizer.hpp"
+#include "mmalign/io/gpt2_tokenizer.hpp"
 #include "mmalign/io/hf_config.hpp"
 #include "mmalign/io/idx.hpp"
 #include "mmalign/io/safetensors.hpp"

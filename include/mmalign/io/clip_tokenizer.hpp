@@ -39,7 +39,10 @@
 #include "mmalign/core/tensor.hpp"
 #include "mmalign/io/detail/added_tokens.hpp"
 #include "mmalign/io/detail/bpe.hpp"
+#include "mmalign/io/detail/bpe_files.hpp"
 #include "mmalign/io/detail/byte_level.hpp"
+#include "mmalign/io/detail/gpt2_pretokenizer.hpp"
+#include "mmalign/io/detail/tokenizer_files.hpp"
 #include "mmalign/io/detail/unicode_normalization.hpp"
 #include "mmalign/io/detail/unicode_properties.hpp"
 #include "mmalign/io/detail/utf8.hpp"
@@ -67,14 +70,8 @@ inline std::u32string normalize(std::u32string_view s) {
     return out;
 }
 
-inline std::string read_file(const std::string& path, const char* what) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw IoError(std::string(what) + ": cannot open '" + path + "'");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    if (f.bad()) throw IoError(std::string(what) + ": error reading '" + path + "'");
-    return ss.str();
-}
+// Bounded: a regular file of limited size (detail/tokenizer_files.hpp).
+inline std::string read_file(const std::string& path, const char* what) { return read_tokenizer_file(path, what); }
 
 }  // namespace detail::clip
 
@@ -239,32 +236,10 @@ private:
         std::optional<index_t> model_max_length;
     };
 
-    // The flags of an AddedToken dict that are present (tokenizer_config.json, tokenizer.json).
-    static void read_flags(const nlohmann::json& v, detail::AddedToken& t) {
-        auto flag = [&](const char* key, bool& out) {
-            if (v.contains(key) && v[key].is_boolean()) out = v[key].get<bool>();
-        };
-        flag("normalized", t.normalized);
-        flag("special", t.special);
-        flag("lstrip", t.lstrip);
-        flag("rstrip", t.rstrip);
-        flag("single_word", t.single_word);
-    }
-
     // Reads one special-token entry: a string, or an AddedToken dict {"content": .., "normalized": ..}.
     static std::optional<detail::AddedToken> parse_token(const nlohmann::json& v, const std::string& file,
-                                                                 const std::string& key) {
-        detail::AddedToken t;
-        if (v.is_null()) return std::nullopt;
-        if (v.is_string()) {
-            t.content = v.get<std::string>();
-        } else if (v.is_object() && v.contains("content") && v["content"].is_string()) {
-            t.content = v["content"].get<std::string>();
-            read_flags(v, t);
-        } else {
-            throw IoError(file + ": '" + key + "' must be a string or an object with a string 'content'");
-        }
-        return t;
+                                                         const std::string& key) {
+        return detail::parse_added_token(v, file, key, detail::clip::who);
     }
 
     static nlohmann::json read_json(const std::string& path) {
@@ -326,23 +301,7 @@ private:
         void load_vocab_json(const std::string& path) { load_vocab(read_json(path), "'" + path + "'"); }
 
         void load_vocab(const nlohmann::json& j, const std::string& where) {
-            if (!j.is_object() || j.empty())
-                throw IoError("ClipTokenizer: " + where + ": the vocabulary must be a non-empty JSON object {token: id}");
-            for (const auto& [tok, v] : j.items()) {
-                if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 0x7FFFFFFF)
-                    throw IoError("ClipTokenizer: " + where + ": token " + nlohmann::json(tok).dump() + " has id " +
-                                  v.dump() + ", expected an integer in [0, 2^31)");
-                auto id = static_cast<std::int32_t>(v.get<std::int64_t>());
-                // Ids index a dense table, so a stray huge id must not become a huge allocation.
-                if (static_cast<std::size_t>(id) > 16 * j.size() + 1024)
-                    throw IoError("ClipTokenizer: " + where + ": id " + std::to_string(id) + " of token " +
-                                  nlohmann::json(tok).dump() + " is far beyond the vocabulary size " +
-                                  std::to_string(j.size()));
-                if (const std::string* other = bpe.token_of(id))
-                    throw IoError("ClipTokenizer: " + where + ": id " + std::to_string(id) + " is given to both " +
-                                  nlohmann::json(*other).dump() + " and " + nlohmann::json(tok).dump());
-                add_token(tok, id);
-            }
+            detail::load_bpe_vocab(bpe, j, where, detail::clip::who);
         }
 
         // A tokenizer.json (what transformers v5's save_pretrained writes): vocabulary, merges and
@@ -387,30 +346,14 @@ private:
             load_vocab(model["vocab"], where + " model.vocab");
             if (!model.contains("merges") || !model["merges"].is_array() || model["merges"].empty())
                 fail("model has no merges");
-            std::int32_t rank = 0;
-            for (const auto& m : model["merges"]) {
-                std::string at = where + " model.merges[" + std::to_string(rank) + "]";
-                std::string a, b;
-                if (m.is_string()) {  // "a b" (tokenizers < 0.20)
-                    std::string line = m.get<std::string>();
-                    std::size_t sp = line.find(' ');
-                    if (sp == std::string::npos || line.find(' ', sp + 1) != std::string::npos)
-                        throw IoError("ClipTokenizer: " + at + ": expected two space-separated symbols");
-                    a = line.substr(0, sp), b = line.substr(sp + 1);
-                } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {  // ["a", "b"]
-                    a = m[0].get<std::string>(), b = m[1].get<std::string>();
-                } else {
-                    throw IoError("ClipTokenizer: " + at + ": expected \"a b\" or [\"a\", \"b\"]");
-                }
-                add_merge(a, b, rank++, at);
-            }
+            detail::load_json_merges(bpe, model["merges"], where + " model.merges", detail::clip::who);
             std::vector<detail::AddedToken> added;
             for (const auto& t : j.value("added_tokens", nlohmann::json::array())) {
                 if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || !t.contains("content") ||
                     !t["content"].is_string())
                     fail("added_tokens entries need an integer \"id\" and a string \"content\"");
                 detail::AddedToken s{t["content"].get<std::string>()};
-                read_flags(t, s);
+                detail::read_added_token_flags(t, s);
                 auto id = t["id"].get<std::int64_t>();
                 if (lookup(s.content) != id)
                     fail("added token " + nlohmann::json(s.content).dump() + " has id " + std::to_string(id) +
@@ -421,38 +364,12 @@ private:
         }
 
         void add_merge(const std::string& a, const std::string& b, std::int32_t rank, const std::string& where) {
-            std::int32_t ia = lookup(a), ib = lookup(b), im = lookup(a + b);
-            const std::string& missing = ia < 0 ? a : ib < 0 ? b : a + b;
-            if (ia < 0 || ib < 0 || im < 0)
-                throw IoError("ClipTokenizer: " + where + ": merge '" + a + " " + b + "': '" + missing +
-                              "' is not in the vocabulary");
-            bpe.add_merge(ia, ib, rank, im);  // a repeated pair keeps its last rank (detail/bpe.hpp)
+            detail::add_bpe_merge(bpe, a, b, rank, where, detail::clip::who);
         }
 
-        // tokenizers' merges.txt reader: "#version" lines are skipped, every other line is
-        // exactly two space-separated symbols, rank = order of appearance.
+        // tokenizers' merges.txt reader (detail/bpe_files.hpp).
         void load_merges_txt(const std::string& path) {
-            std::string text = detail::clip::read_file(path, "ClipTokenizer");
-            std::size_t line_no = 0, start = 0;
-            std::int32_t rank = 0;
-            while (start < text.size()) {
-                std::size_t end = text.find('\n', start);
-                if (end == std::string::npos) end = text.size();
-                std::string line = text.substr(start, end - start);
-                start = end + 1;
-                ++line_no;
-                if (!line.empty() && line.back() == '\r') line.pop_back();
-                if (line.starts_with("#version")) continue;
-                std::string where = "'" + path + "' line " + std::to_string(line_no);
-                std::size_t sp = line.find(' ');
-                if (sp == std::string::npos || sp == 0 || sp + 1 == line.size() || line.find(' ', sp + 1) != std::string::npos)
-                    throw IoError("ClipTokenizer: " + where + ": expected two space-separated symbols, found " +
-                                  nlohmann::json(line).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-                if (auto bad = detail::find_invalid_utf8(line))
-                    throw IoError("ClipTokenizer: " + where + ": invalid UTF-8 at byte " + std::to_string(bad->offset) + " of the line");
-                add_merge(line.substr(0, sp), line.substr(sp + 1), rank++, where);
-            }
-            if (rank == 0) throw IoError("ClipTokenizer: '" + path + "' has no merges");
+            detail::load_merges_txt(bpe, detail::clip::read_file(path, "ClipTokenizer"), path, detail::clip::who);
         }
 
         void load_openai_bpe(const std::string& path) {
@@ -575,7 +492,6 @@ private:
         // Unmatched characters (whitespace) are dropped.
         void pre_tokenize(std::u32string_view s, std::vector<std::int32_t>& out) const {
             static constexpr std::u32string_view specials[] = {U"<|startoftext|>", U"<|endoftext|>"};
-            static constexpr std::u32string_view contractions[] = {U"'s", U"'t", U"'re", U"'ve", U"'m", U"'ll", U"'d"};
             std::size_t i = 0;
             while (i < s.size()) {
                 std::u32string_view rest = s.substr(i);
@@ -592,15 +508,11 @@ private:
                     }
                 }
                 if (done) continue;
-                for (auto c : contractions) {
-                    if (rest.starts_with(c)) {
-                        bpe_piece(c, out);
-                        i += c.size();
-                        done = true;
-                        break;
-                    }
+                if (const std::size_t c = detail::contraction_length(rest)) {
+                    bpe_piece(rest.substr(0, c), out);
+                    i += c;
+                    continue;
                 }
-                if (done) continue;
                 using detail::CharClass;
                 const CharClass cls = detail::char_class(s[i]);
                 std::size_t j = i + 1;

@@ -43,6 +43,7 @@
 #include "mmalign/core/tensor.hpp"
 #include "mmalign/io/detail/added_tokens.hpp"
 #include "mmalign/io/detail/bert_normalizer.hpp"
+#include "mmalign/io/detail/tokenizer_files.hpp"
 #include "mmalign/io/detail/unicode_normalization.hpp"
 #include "mmalign/io/detail/utf8.hpp"
 #include "mmalign/io/detail/wordpiece.hpp"
@@ -62,38 +63,12 @@ inline constexpr std::uintmax_t max_file_bytes = std::uintmax_t{32} << 20;
 }
 
 /// "a string", "an array", ... for messages.
-inline std::string kind(const nlohmann::json& v) {
-    if (v.is_null()) return "null";
-    if (v.is_boolean()) return "a boolean";
-    if (v.is_number_integer()) return "an integer (" + v.dump() + ")";
-    if (v.is_number()) return "a number (" + v.dump() + ")";
-    if (v.is_string()) return "a string";
-    if (v.is_array()) return "an array";
-    if (v.is_object()) return "an object";
-    return v.type_name();
-}
+inline std::string kind(const nlohmann::json& v) { return json_value_kind(v); }
 
 /// A regular file's bytes, checked before anything is allocated for them: it exists, is a
 /// regular file (not a directory, FIFO or device, whose read could block or never end) and is at
 /// most max_file_bytes long.
-inline std::string read_file(const std::string& path) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::file_status st = fs::status(path, ec);
-    if (ec || !fs::exists(st)) fail(path, "cannot open: no such file");
-    if (!fs::is_regular_file(st)) fail(path, "not a regular file (a directory, FIFO or device)");
-    const std::uintmax_t size = fs::file_size(path, ec);
-    if (ec) fail(path, "cannot read its size: " + ec.message());
-    if (size > max_file_bytes)
-        fail(path, std::to_string(size) + " bytes, more than the " + std::to_string(max_file_bytes) +
-                       " a tokenizer file may have");
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail(path, "cannot open for reading");
-    std::string data(static_cast<std::size_t>(size), '\0');
-    f.read(data.data(), static_cast<std::streamsize>(size));
-    if (f.gcount() != static_cast<std::streamsize>(size)) fail(path, "read fewer bytes than its size");
-    return data;
-}
+inline std::string read_file(const std::string& path) { return read_tokenizer_file(path, who, max_file_bytes); }
 
 inline nlohmann::json parse_json(const std::string& text, const std::string& path) {
     try {
