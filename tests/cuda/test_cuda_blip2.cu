@@ -25,17 +25,7 @@ double worst_diff(Gpu& be, const std::string& what, ConstView<float> got_device,
     return mmalign::test::blip::worst_diff(what + " (CUDA)", got.view(), want);
 }
 
-struct Rows {
-    std::vector<std::int32_t> ids, mask;
-    index_t batch = 0;
-    Blip2Tokens tokens() const { return {.ids = ids, .attention_mask = mask, .batch = batch}; }
-};
-Rows rows(const nlohmann::json& ids, const nlohmann::json& mask) {
-    Rows r;
-    r.ids = flat(ids, &r.batch);
-    if (!mask.is_null()) r.mask = flat(mask);
-    return r;
-}
+Blip2Tokens tokens(const Rows& r) { return {.ids = r.ids, .attention_mask = r.mask, .batch = r.batch}; }
 
 }  // namespace
 
@@ -52,14 +42,14 @@ TEST_CASE("Blip2ForConditionalGeneration on CUDA reproduces HF's stages and gene
         const auto q = model.qformer_output(be, img.view());
         CHECK(worst_diff(be, name + " qformer", q.view(), c.tensor("qformer.last_hidden_state").view()) <= 1e-5);
         const Rows in = rows(c.json.at("input_ids"), c.json.at("attention_mask"));
-        const auto logits = model.logits(be, pixels.view(), in.tokens());
+        const auto logits = model.logits(be, pixels.view(), tokens(in));
         CHECK(worst_diff(be, name + " logits", logits.view(), c.tensor("logits").view()) <= 1e-5);
         for (const auto& rec : c.json.at("generate")) {
             const DeviceTensor<float> px = upload(be, mmalign::test::blip::pixels_of(c, rec.at("images")));
             const auto options = options_of(rec.at("kwargs"));
             const Rows prompt = rec.at("input_ids").is_null() ? Rows{} : rows(rec.at("input_ids"), rec.at("attention_mask"));
             check_ids(name + " " + rec.at("name").get<std::string>() + " (CUDA)",
-                      model.generate(be, px.view(), prompt.tokens(), options), rec.at("ids"));
+                      model.generate(be, px.view(), tokens(prompt), options), rec.at("ids"));
         }
     }
 }
@@ -71,9 +61,9 @@ TEST_CASE("Blip2ForImageTextRetrieval on CUDA reproduces HF's ITM logits and ITC
     const DeviceTensor<float> itm_pixels = upload(be, c.tensor("itm.pixel_values"));
     const auto itm_img = model.image_embeds(be, itm_pixels.view());
     const Rows itm = rows(c.json.at("itm").at("input_ids"), c.json.at("itm").at("attention_mask"));
-    CHECK(worst_diff(be, "itm logits", model.itm_logits(be, itm_img.view(), itm.tokens()).view(), c.tensor("itm.logits").view()) <= 1e-5);
+    CHECK(worst_diff(be, "itm logits", model.itm_logits(be, itm_img.view(), tokens(itm)).view(), c.tensor("itm.logits").view()) <= 1e-5);
     const DeviceTensor<float> pixels = upload(be, c.tensor("pixel_values"));
     const auto img = model.image_embeds(be, pixels.view());
     const Rows itc = rows(c.json.at("itc").at("input_ids"), c.json.at("itc").at("attention_mask"));
-    CHECK(worst_diff(be, "itc scores", model.itc_scores(be, img.view(), itc.tokens()).view(), c.tensor("itc.scores").view()) <= 1e-5);
+    CHECK(worst_diff(be, "itc scores", model.itc_scores(be, img.view(), tokens(itc)).view(), c.tensor("itc.scores").view()) <= 1e-5);
 }

@@ -76,6 +76,18 @@ inline std::vector<std::int32_t> flat(const nlohmann::json& rows, index_t* batch
 }
 
 
+/// A JSON [[…]] ids matrix and its mask (or null) as flat rows.
+struct Rows {
+    std::vector<std::int32_t> ids, mask;  // [batch·T]
+    index_t batch = 0;
+};
+inline Rows rows(const nlohmann::json& ids, const nlohmann::json& mask) {
+    Rows r;
+    r.ids = flat(ids, &r.batch);
+    if (!mask.is_null()) r.mask = flat(mask);
+    return r;
+}
+
 /// kwargs of an expected.json generate record → GenerationConfig (HF names).
 inline generation::GenerationConfig options_of(const nlohmann::json& kw) {
     generation::GenerationConfig o;

@@ -87,7 +87,7 @@ struct QFormerConfig {
                    std::to_string(vocab_size);
         // As the other towers: a table or weight beyond 2^32 elements is refused as absurd.
         constexpr double limit = 4294967296.0;
-        const double widest = std::max({double(intermediate), double(encoder_width), double(num_queries),
+        const double widest = std::max({double(intermediate), double(encoder_width), double(num_queries), double(hidden),
                                         text ? double(vocab_size) : 0.0, text ? double(max_positions) : 0.0});
         if (widest * double(hidden) > limit)
             return "hidden_size " + std::to_string(hidden) + " with intermediate_size " + std::to_string(intermediate) +

@@ -111,11 +111,12 @@ struct OptDecoder {
                        std::to_string(vocab_size);
             // As the other towers: a table or weight beyond 2^32 elements is refused as absurd.
             constexpr double limit = 4294967296.0;
-            const double widest = std::max({double(vocab_size), double(max_positions) + 2, double(ffn)});
+            const double widest = std::max({double(vocab_size), double(max_positions) + 2, double(ffn), double(hidden),
+                                            double(embed_dim())});  // hidden: the [D, D] attention weights
             if (widest * double(std::max(hidden, embed_dim())) > limit)
                 return "hidden_size " + std::to_string(hidden) + " with vocab_size " + std::to_string(vocab_size) +
-                       ", max_position_embeddings " + std::to_string(max_positions) + " and ffn_dim " +
-                       std::to_string(ffn) + " gives a table or weight of more than 2^32 elements";
+                       ", max_position_embeddings " + std::to_string(max_positions) + ", ffn_dim " +
+                       std::to_string(ffn) + " and word_embed_proj_dim " + std::to_string(embed_dim()) + " gives a table or weight of more than 2^32 elements";
             return {};
         }
         /// Dw: the width of the word embeddings, the soft prompt's rows and last_hidden_state.

@@ -10,6 +10,7 @@
 // Only decoder-only OPT language models are built here; a Flan-T5 folder is refused by name.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -40,8 +41,20 @@ struct Blip2Config {
         qformer.encoder_width = vision.hidden;
         qformer.num_queries = num_query_tokens;
     }
+    /// Checked after every field is read: qformer_config's own check ran before num_query_tokens and
+    /// the vision width reached it, so it runs again here, and the projections between the parts are
+    /// bounded as every table is (2^32 elements), before a model allocates from them.
     std::string hf_problem() const {
         if (image_token_index < -1) return "image_token_index must be >= 0, found " + std::to_string(image_token_index);
+        if (const std::string q = qformer.hf_problem(); !q.empty())
+            return "qformer_config with num_query_tokens " + std::to_string(num_query_tokens) +
+                   " and vision_config.hidden_size " + std::to_string(vision.hidden) + ": " + q;
+        constexpr double limit = 4294967296.0;
+        const double widest = std::max(double(image_text_hidden_size), double(text.hidden));
+        if (widest * double(qformer.hidden) > limit)
+            return "qformer_config.hidden_size " + std::to_string(qformer.hidden) + " with image_text_hidden_size " +
+                   std::to_string(image_text_hidden_size) + " and text_config.hidden_size " + std::to_string(text.hidden) +
+                   " gives a projection of more than 2^32 elements";
         return {};
     }
     /// What keeps the language model from reading the image tokens (models with a language model

@@ -41,7 +41,7 @@ struct Blip2ForConditionalGeneration {
                                    generation::GenerationConfig options = {}) const {
         const auto& text = model.config.text;
         const auto p = model.soft_prompted(prompt, pixels.dim(0));
-        const Buffer soft = model.soft_prompt(be, pixels);
+        const Buffer soft = model.soft_prompt(be, pixels);  // [B, Q, D]
         if (options.eos_token_id.empty()) options.eos_token_id = {static_cast<std::int32_t>(text.eos_token_id)};
         if (!options.pad_token_id) options.pad_token_id = static_cast<std::int32_t>(text.pad_token_id);
         options.max_position_embeddings = text.max_positions;

@@ -67,7 +67,7 @@ struct Blip2Model {
     Buffer get_image_features(B& be, ConstView<T> pixels) const { return vision_queries.image_embeds(be, pixels); }
     /// pixels [B, C, S, S] → the Q-Former's last_hidden_state [B, Q, Dq].
     Buffer get_qformer_features(B& be, ConstView<T> pixels) const {
-        const Buffer img = get_image_features(be, pixels);
+        const Buffer img = get_image_features(be, pixels);  // [B, N+1, Dv]
         return vision_queries.query_output(be, img.view());
     }
     /// The language model's last_hidden_state [B, T, Dw] of the text alone.
@@ -80,14 +80,14 @@ struct Blip2Model {
     }
     /// The Q-Former's output [B, Q, Dq] → the soft prompt [B, Q, D].
     Buffer language_model_inputs(B& be, ConstView<T> query_output) const {
-        Buffer out(Shape{query_output.dim(0), query_output.dim(1), config.text.hidden});
+        Buffer out(Shape{query_output.dim(0), query_output.dim(1), config.text.hidden});  // [B, Q, D]
         language_projection.forward(be, query_output, out.view());
         return out;
     }
     /// pixels [B, C, S, S] → the soft prompt [B, Q, D].
     Buffer soft_prompt(B& be, ConstView<T> pixels) const {
-        const Buffer img = get_image_features(be, pixels);
-        const Buffer q = vision_queries.query_output(be, img.view());
+        const Buffer img = get_image_features(be, pixels);  // [B, N+1, Dv]
+        const Buffer q = vision_queries.query_output(be, img.view());  // [B, Q, Dq]
         return language_model_inputs(be, q.view());
     }
 
@@ -95,8 +95,8 @@ struct Blip2Model {
     /// image rows (prepended ones included).
     Buffer logits(B& be, ConstView<T> pixels, const Blip2Tokens& t) const {
         const SoftPrompted p = soft_prompted(t, pixels.dim(0));
-        const Buffer soft = soft_prompt(be, pixels);
-        Buffer out(Shape{p.batch, p.length, config.text.vocab_size});
+        const Buffer soft = soft_prompt(be, pixels);  // [B, Q, D]
+        Buffer out(Shape{p.batch, p.length, config.text.vocab_size});  // [B, L, V]
         language_model.forward(be, {.batch = p.batch, .ids = p.ids, .attention_mask = p.attention_mask,
                                     .soft_prompt = soft.view(), .soft_token = p.soft_token},
                                out.view());

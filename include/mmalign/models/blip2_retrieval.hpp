@@ -7,8 +7,9 @@
 //   ITC: queries ──► Q-Former (image) ──► vision_projection ──► unit rows [Bi, Q, E] ─┐ cosine per query,
 //        text ──► Q-Former (text only) ──► [CLS] ──► text_projection ──► unit [Bt, E] ─┘ max over queries [Bi, Bt]
 // No temperature: HF returns the raw cosine. The text is BERT WordPiece (the folder's tokenizer);
-// a prompt that starts with the processor's Q image tokens has them dropped first, as HF slices
-// input_ids[:, num_query_tokens:] when config.json has image_token_index.
+// rows that start with the processor's Q image tokens have them dropped first, as HF slices
+// input_ids[:, num_query_tokens:] when config.json has image_token_index. HF slices whatever the
+// rows start with; rows without the image tokens are taken whole here (docs/blip2.md).
 // HF keys: vision_model.*, query_tokens, qformer.*, embeddings.{word,position}_embeddings.weight,
 // vision_projection.*, text_projection.*, itm_head.*.
 #pragma once
@@ -79,7 +80,7 @@ struct Blip2ForImageTextRetrieval {
                 for (index_t q = 0; q < Q; ++q) s += static_cast<double>(host[static_cast<std::size_t>((b * Q + q) * 2 + k)]);
                 mean[static_cast<std::size_t>(b * 2 + k)] = static_cast<T>(s / static_cast<double>(Q));
             }
-        Buffer out(Shape{Bt, 2});
+        Buffer out(Shape{Bt, 2});  // [Bt, 2]
         be.from_host(ConstView<T>(mean.data(), Shape{Bt, 2}), out.view());
         return out;
     }
@@ -127,7 +128,7 @@ struct Blip2ForImageTextRetrieval {
                 }
                 scores[static_cast<std::size_t>(i * Bt + j)] = static_cast<T>(best);
             }
-        Buffer out(Shape{Bi, Bt});
+        Buffer out(Shape{Bi, Bt});  // [Bi, Bt]
         be.from_host(ConstView<T>(scores.data(), Shape{Bi, Bt}), out.view());
         return out;
     }

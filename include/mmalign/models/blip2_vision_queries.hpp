@@ -47,14 +47,14 @@ struct Blip2VisionQueries {
 
     /// pixels [B, C, S, S] → image_embeds [B, N+1, Dv] (the vision model's last_hidden_state).
     Buffer image_embeds(B& be, ConstView<T> pixels) const {
-        Buffer out(Shape{pixels.dim(0), vision_model.config.tokens(), vision_model.config.hidden});
+        Buffer out(Shape{pixels.dim(0), vision_model.config.tokens(), vision_model.config.hidden});  // [B, N+1, Dv]
         vision_model.forward(be, pixels, out.view(), {});
         return out;
     }
     /// image_embeds [B, N+1, Dv] → the queries' last_hidden_state [B, Q, Dq].
     Buffer query_output(B& be, ConstView<T> image_embeds) const {
         const auto& q = qformer.config;
-        Buffer out(Shape{image_embeds.dim(0), q.num_queries, q.hidden});
+        Buffer out(Shape{image_embeds.dim(0), q.num_queries, q.hidden});  // [B, Q, Dq]
         qformer.forward(be, {.batch = image_embeds.dim(0), .queries = true, .image = image_embeds}, out.view());
         return out;
     }
