@@ -275,10 +275,20 @@ def main():
         check_caption(exe, work, proc)
         check_vqa(exe, work, blip_processor(work, 48))
     finally:
-        if "--keep" in sys.argv:
-            print("folders kept in", work)
-        else:
-            shutil.rmtree(work)
+        clean_up(work)
+    exit_with_summary()
+
+
+def clean_up(work):
+    """Removes the scratch folders, or keeps them with --keep."""
+    if "--keep" in sys.argv:
+        print("folders kept in", work)
+    else:
+        shutil.rmtree(work)
+
+
+def exit_with_summary():
+    """The closing count of the rows, and exit status 1 when any of them is a mismatch."""
     bad = [r for r in ROWS if not r[3]]
     print(f"{len(ROWS) - len(bad)} of {len(ROWS)} comparisons equal (transformers {transformers.__version__}, "
           f"torch {torch.__version__})")

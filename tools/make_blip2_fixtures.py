@@ -68,13 +68,18 @@ def train_bpe():
         data = f.read()
     if hashlib.sha256(data).hexdigest() != BPE_SOURCE_SHA256:
         raise SystemExit(f"{BPE_SOURCE} is not the GPL v3 text this vocabulary was trained on")
+    return train_opt_bpe(data.decode("utf-8"), BPE_VOCAB_SIZE)
+
+
+def train_opt_bpe(text, vocab_size):
+    """A byte-level BPE of `vocab_size` tokens trained on `text`, in OPT's layout; (vocab, merges)."""
     trainer = ByteLevelBPETokenizer()
-    trainer.train_from_iterator([data.decode("utf-8")], vocab_size=BPE_VOCAB_SIZE, min_frequency=2,
+    trainer.train_from_iterator([text], vocab_size=vocab_size, min_frequency=2,
                                 special_tokens=["<s>", "<pad>", "</s>", "<unk>"], show_progress=False)
     model = json.loads(trainer.to_str())["model"]
     vocab = model["vocab"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    assert len(vocab) == BPE_VOCAB_SIZE and vocab["</s>"] == 2 and vocab["<pad>"] == 1
+    assert len(vocab) == vocab_size and vocab["</s>"] == 2 and vocab["<pad>"] == 1
     return vocab, merges
 
 

@@ -27,6 +27,8 @@
 #include "mmalign/models/blip_vqa.hpp"
 #include "mmalign/models/clip.hpp"
 
+#include "../common/image_files.hpp"
+
 using namespace mmalign;
 using Be = CpuBackend<float>;
 namespace fs = std::filesystem;
@@ -61,16 +63,7 @@ Args parse(int argc, char** argv) {
                 throw ArgumentError("--top-k expects a positive integer, found \"" + v + "\"");
         }
         else if (k.starts_with("--")) throw ArgumentError("unknown option " + k);
-        else if (fs::is_directory(k)) {  // every image file in the folder, in name order
-            std::vector<std::string> found;
-            for (const auto& e : fs::directory_iterator(k)) {
-                const std::string ext = e.path().extension().string();
-                if (e.is_regular_file() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp"))
-                    found.push_back(e.path().string());
-            }
-            std::sort(found.begin(), found.end());
-            a.images.insert(a.images.end(), found.begin(), found.end());
-        } else a.images.push_back(k);
+        else cli::add_images(k, a.images);  // a file, or a folder's image files in name order
     }
     if (a.images.empty()) throw ArgumentError("no images (give files or folders)");
     if (a.caption.empty() && a.vqa.empty() && a.itm.empty()) throw ArgumentError("nothing to do: give --caption, --vqa or --itm");

@@ -1,0 +1,33 @@
+# blip2_quickstart on the tiny HF fixture tests/fixtures/blip2/opt_prenorm prints the answer
+# transformers generated and decoded for the same image and question with num_beams=3,
+# length_penalty=0.6, max_new_tokens=10 (expected.json, record "beams3_lp0_6|vqa", new_texts).
+# -DEXE=<blip2_quickstart> -DFIX=<tests/fixtures>
+cmake_minimum_required(VERSION 3.20)
+file(READ ${FIX}/blip2/opt_prenorm/expected.json json)
+string(JSON n LENGTH "${json}" generate)
+math(EXPR last "${n} - 1")
+set(found FALSE)
+foreach(i RANGE ${last})
+  string(JSON name GET "${json}" generate ${i} name)
+  if(name STREQUAL "beams3_lp0_6|vqa")
+    string(JSON want GET "${json}" generate ${i} new_texts 0)
+    string(JSON image GET "${json}" generate ${i} images 0)
+    string(JSON prompt GET "${json}" generate ${i} prompt 0)
+    set(found TRUE)
+  endif()
+endforeach()
+if(NOT found)
+  message(FATAL_ERROR "opt_prenorm/expected.json has no record beams3_lp0_6|vqa")
+endif()
+if(NOT prompt MATCHES "^Question: (.*) Answer:$")
+  message(FATAL_ERROR "the record's prompt '${prompt}' is not a VQA prompt")
+endif()
+execute_process(COMMAND ${EXE} ${FIX}/blip2/opt_prenorm ${FIX}/${image} "${CMAKE_MATCH_1}"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "blip2_quickstart exited ${rc}: ${err}")
+endif()
+if(NOT out STREQUAL "${want}\n")
+  message(FATAL_ERROR "blip2_quickstart printed '${out}', transformers decoded '${want}'")
+endif()
+message(STATUS "answer: ${out}")
