@@ -18,14 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-3}; threads=${2:-2}
 export OMP_NUM_THREADS=$threads
-build=${MMALIGN_BENCH_BUILD:-build-bench}
-if [[ -n ${BENCH_BLIP:-} ]]; then  # a bench_blip built elsewhere (same sources)
-  bin=$BENCH_BLIP
-else
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMALIGN_BUILD_TESTS=OFF > /dev/null
-  cmake --build "$build" --target bench_blip > /dev/null
-  bin=$build/benchmarks/bench_blip
-fi
+source benchmarks/common/bench_binary.sh
+bin=$(bench_binary bench_blip "${BENCH_BLIP:-}")
 py=benchmarks/torch/blip.py
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

@@ -24,42 +24,19 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "../common/timed_calls.hpp"
+
 using namespace mmalign;
+using namespace mmalign::bench;
 using Be = CpuBackend<float>;
 
 namespace {
-
-std::string arg(int argc, char** argv, const char* flag, std::string fallback) {
-    for (int i = 1; i + 1 < argc; ++i)
-        if (flag == std::string(argv[i])) return argv[i + 1];
-    return fallback;
-}
-
-/// Runs `call` once to warm up, then `iters` times; returns each timed call's seconds.
-std::vector<double> time_calls(long iters, const std::function<void()>& call) {
-    call();  // allocates the scratch arena, faults in the weights
-    std::vector<double> secs;
-    for (long i = 0; i < iters; ++i) {
-        const auto t0 = std::chrono::steady_clock::now();
-        call();
-        secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    return secs;
-}
-
-double median_of(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /// The first `n` images of pixel_values [Nmax, C, S, S].
 Tensor<float> first_images(io::SafetensorsFile& inputs, index_t n) {
