@@ -87,6 +87,9 @@ TEST_CASE("avx512 sgemm equals the double-precision triple loop across every blo
         {1, 1, 1},           {MR, NR, 16},           {MR + 1, NR + 1, 17},         {MR - 1, NR - 1, 15},
         {50, 77, 64},        {3, 2 * NR + 5, KC + 3}, {MC + 5, 40, 2 * KC + 1},    {2 * MC + 1, NC + NR + 7, 33},
         {17, 16, KC},        {31, 15, 1},            {1, NC + 1, 300},
+        // m ≤ 6 with Bᵀ takes the unpacked few-rows path: every row count, n and k tails.
+        {2, 9, 33},          {4, 7, 2 * KC + 5},     {4, 1, 15},                   {3, 4, 16},  {1, 5, 1},
+        {5, 11, 47},         {6, 8, 129},            {7, 9, 31},
     };
     for (const Case& s : cases)
         for (Trans ta : {Trans::N, Trans::T})

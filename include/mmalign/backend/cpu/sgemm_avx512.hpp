@@ -236,6 +236,65 @@ inline void apply_epilogue(const GemmEpilogue<float>& ep, float* c, index_t ldc,
     }
 }
 
+// C[m, n] = alpha · A[m, k] · Wᵀ + beta · C for m ≤ 6 rows, W = op(B)ᵀ stored [n, k] (Trans::T): a
+// linear layer on a few rows, as in decoding one token per sequence (or per beam). Such a product reads each
+// weight once and does 2·m flops with it, so it is bound by memory bandwidth; packing Wᵀ first (the
+// general path) would read W, write the packed copy and read it again. Here each group of four W
+// rows is read once, straight from memory, against the m rows of A held in L1/L2: m × 4
+// accumulators (≤ 24 of the 32 zmm registers), the depth tail masked.
+MMALIGN_AVX512_INLINE void store_dot(__m512 acc, float alpha, float beta, float& out) {
+    const float v = alpha * _mm512_reduce_add_ps(acc);
+    out = beta == 0.0f ? v : v + beta * out;
+}
+template <int ROWS>
+MMALIGN_AVX512_OUTLINE void gemm_few_rows_nt(index_t n, index_t k, float alpha, const float* a, index_t lda,
+                                             const float* w, index_t ldw, float beta, float* c, index_t ldc) {
+    const index_t k16 = k / 16 * 16;
+    const auto tail = static_cast<__mmask16>((1u << (k - k16)) - 1u);
+    index_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float* w0 = w + j * ldw;
+        __m512 acc[ROWS][4];
+        for (int r = 0; r < ROWS; ++r)
+            for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_setzero_ps();
+        for (index_t p = 0; p < k16; p += 16) {
+            const __m512 x0 = _mm512_loadu_ps(w0 + p), x1 = _mm512_loadu_ps(w0 + ldw + p);
+            const __m512 x2 = _mm512_loadu_ps(w0 + 2 * ldw + p), x3 = _mm512_loadu_ps(w0 + 3 * ldw + p);
+            for (int r = 0; r < ROWS; ++r) {
+                const __m512 ar = _mm512_loadu_ps(a + r * lda + p);
+                acc[r][0] = _mm512_fmadd_ps(ar, x0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(ar, x1, acc[r][1]);
+                acc[r][2] = _mm512_fmadd_ps(ar, x2, acc[r][2]);
+                acc[r][3] = _mm512_fmadd_ps(ar, x3, acc[r][3]);
+            }
+        }
+        if (k16 < k) {
+            for (int q = 0; q < 4; ++q) {
+                const __m512 x = _mm512_maskz_loadu_ps(tail, w0 + q * ldw + k16);
+                for (int r = 0; r < ROWS; ++r)
+                    acc[r][q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + r * lda + k16), x, acc[r][q]);
+            }
+        }
+        for (int r = 0; r < ROWS; ++r)
+            for (int q = 0; q < 4; ++q) store_dot(acc[r][q], alpha, beta, c[r * ldc + j + q]);
+    }
+    for (; j < n; ++j) {
+        const float* wj = w + j * ldw;
+        __m512 acc[ROWS];
+        for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
+        for (index_t p = 0; p < k16; p += 16) {
+            const __m512 x = _mm512_loadu_ps(wj + p);
+            for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * lda + p), x, acc[r]);
+        }
+        if (k16 < k) {
+            const __m512 x = _mm512_maskz_loadu_ps(tail, wj + k16);
+            for (int r = 0; r < ROWS; ++r)
+                acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + r * lda + k16), x, acc[r]);
+        }
+        for (int r = 0; r < ROWS; ++r) store_dot(acc[r], alpha, beta, c[r * ldc + j]);
+    }
+}
+
 }  // namespace detail
 
 /// One product on the calling thread, then `ep` on every element of C (GemmEpilogue). Requires
@@ -246,6 +305,18 @@ inline void sgemm(Trans ta, Trans tb, index_t m, index_t n, index_t k, float alp
     const bool epilogue = !ep.empty();
     if (k == 0 || alpha == 0.0f) {
         detail::scale_c(m, n, beta, c, ldc);
+        if (epilogue) detail::apply_epilogue(ep, c, ldc, 0, m, 0, n);
+        return;
+    }
+    if (m <= 6 && ta == Trans::N && tb == Trans::T) {  // a few rows against W [n, k]: no packing
+        switch (m) {
+            case 1: detail::gemm_few_rows_nt<1>(n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
+            case 2: detail::gemm_few_rows_nt<2>(n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
+            case 3: detail::gemm_few_rows_nt<3>(n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
+            case 4: detail::gemm_few_rows_nt<4>(n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
+            case 5: detail::gemm_few_rows_nt<5>(n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
+            default: detail::gemm_few_rows_nt<6>(n, k, alpha, a, lda, b, ldb, beta, c, ldc); break;
+        }
         if (epilogue) detail::apply_epilogue(ep, c, ldc, 0, m, 0, n);
         return;
     }
