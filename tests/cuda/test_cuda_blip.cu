@@ -34,11 +34,6 @@ using namespace mmalign::test::blip;
 
 namespace {
 
-/// worst_diff of a device result (downloaded) against HF's host tensor.
-double worst_diff(Gpu& be, const std::string& what, ConstView<float> got_device, ConstView<float> want) {
-    const Tensor<float> got = download(be, got_device);
-    return mmalign::test::blip::worst_diff(what + " (CUDA)", got.view(), want);
-}
 
 /// The record's images, as pixel_values rows in device memory.
 DeviceTensor<float> pixels_of(Gpu& be, const Case& c, const nlohmann::json& images) {

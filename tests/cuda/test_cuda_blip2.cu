@@ -20,11 +20,6 @@ using namespace mmalign::test::blip;
 
 namespace {
 
-double worst_diff(Gpu& be, const std::string& what, ConstView<float> got_device, ConstView<float> want) {
-    const Tensor<float> got = download(be, got_device);
-    return mmalign::test::blip::worst_diff(what + " (CUDA)", got.view(), want);
-}
-
 Blip2Tokens tokens(const Rows& r) { return {.ids = r.ids, .attention_mask = r.mask, .batch = r.batch}; }
 
 }  // namespace

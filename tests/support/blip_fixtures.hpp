@@ -43,6 +43,14 @@ inline double worst_diff(const std::string& what, ConstView<float> got, ConstVie
     return worst;
 }
 
+/// worst_diff of a result in the backend's memory (downloaded first) against HF's host tensor.
+template <class Be>
+double worst_diff(Be& be, const std::string& what, ConstView<float> got, ConstView<float> want) {
+    Tensor<float> host(got.shape());
+    be.to_host(got, host.view());
+    return worst_diff(what, host.view(), want);
+}
+
 struct Case {
     std::string dir;
     nlohmann::json json;

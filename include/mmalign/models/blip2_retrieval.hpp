@@ -15,13 +15,13 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <string>
 #include <vector>
 
 #include "mmalign/io/tensor_map.hpp"
 #include "mmalign/models/blip2_vision_queries.hpp"
 #include "mmalign/nn/linear.hpp"
+#include "mmalign/nn/scaled_cosine_similarity.hpp"
 
 namespace mmalign {
 
@@ -101,32 +101,19 @@ struct Blip2ForImageTextRetrieval {
         for (index_t b = 0; b < Bt; ++b)
             be.copy(ConstView<T>(h.data() + b * t.length * D, Shape{D}), TensorView<T>(cls.data() + b * D, Shape{D}));
         text_projection.forward(be, cls, txt);
-        std::vector<T> hi(static_cast<std::size_t>(Bi * Q * E)), ht(static_cast<std::size_t>(Bt * E));
-        be.to_host(img, TensorView<T>(hi.data(), Shape{Bi * Q, E}));
-        be.to_host(txt, TensorView<T>(ht.data(), Shape{Bt, E}));
-        // F.normalize: x / max(‖x‖, 1e-12), then the dot products, in float as HF's matmul.
-        auto normalize = [E](std::vector<T>& v) {
-            for (std::size_t r = 0; r < v.size() / static_cast<std::size_t>(E); ++r) {
-                double n = 0;
-                for (index_t e = 0; e < E; ++e) n += static_cast<double>(v[r * E + e]) * static_cast<double>(v[r * E + e]);
-                const double d = std::max(std::sqrt(n), 1e-12);
-                for (index_t e = 0; e < E; ++e) v[r * E + e] = static_cast<T>(static_cast<double>(v[r * E + e]) / d);
-            }
-        };
-        normalize(hi);
-        normalize(ht);
-        std::vector<T> scores(static_cast<std::size_t>(Bi * Bt));
+        // Cosines of every query embedding against every text (the library's unit-scale head, as
+        // BLIP's retrieval uses it), then the largest over each image's Q queries.
+        auto per_query = sc.tensor({Bi * Q, Bt});  // [Bi·Q, Bt]
+        BasicParameter<Buffer> no_scale(Shape{});  // logit_scale 0: exp(0) = 1, the raw cosine
+        typename ScaledCosineSimilarity<B>::Saved unit;
+        ScaledCosineSimilarity<B>{}.forward(be, img, txt, no_scale, per_query, {}, unit);
+        std::vector<T> cos(static_cast<std::size_t>(Bi * Q * Bt)), scores(static_cast<std::size_t>(Bi * Bt));
+        be.to_host(per_query, TensorView<T>(cos.data(), Shape{Bi * Q, Bt}));
         for (index_t i = 0; i < Bi; ++i)
             for (index_t j = 0; j < Bt; ++j) {
-                double best = -INFINITY;
-                for (index_t k = 0; k < Q; ++k) {
-                    double s = 0;
-                    for (index_t e = 0; e < E; ++e)
-                        s += static_cast<double>(hi[static_cast<std::size_t>((i * Q + k) * E + e)]) *
-                             static_cast<double>(ht[static_cast<std::size_t>(j * E + e)]);
-                    best = std::max(best, s);
-                }
-                scores[static_cast<std::size_t>(i * Bt + j)] = static_cast<T>(best);
+                T best = cos[static_cast<std::size_t>(i * Q * Bt + j)];
+                for (index_t k = 1; k < Q; ++k) best = std::max(best, cos[static_cast<std::size_t>((i * Q + k) * Bt + j)]);
+                scores[static_cast<std::size_t>(i * Bt + j)] = best;
             }
         Buffer out(Shape{Bi, Bt});  // [Bi, Bt]
         be.from_host(ConstView<T>(scores.data(), Shape{Bi, Bt}), out.view());
