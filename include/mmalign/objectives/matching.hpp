@@ -23,10 +23,14 @@
 namespace mmalign {
 
 /// Row-wise draws from softmax(sim[r, :]) excluding column r. sim [N, N] on the host.
+/// With `floor` > 0 the weights are LAVIS's exactly: softmax over the whole row (own column
+/// included) plus `floor` (BLIP and BLIP-2 add 1e-4, blip_pretrain.py / blip2_qformer.py), then the
+/// own column set to 0, so no other column's chance is ever zero.
 struct HardNegativeSampler {
     std::mt19937_64 rng;
+    double floor = 0;
 
-    explicit HardNegativeSampler(std::uint64_t seed) : rng(seed) {}
+    explicit HardNegativeSampler(std::uint64_t seed, double floor_weight = 0) : rng(seed), floor(floor_weight) {}
 
     template <class T>
     std::vector<index_t> sample(ConstView<T> sim) {
@@ -37,10 +41,14 @@ struct HardNegativeSampler {
         std::vector<double> w(static_cast<std::size_t>(N));
         for (index_t r = 0; r < N; ++r) {
             const T* row = sim.data() + r * N;
-            double mx = -INFINITY;
+            double mx = -INFINITY, z = 0;
             for (index_t c = 0; c < N; ++c)
-                if (c != r) mx = std::max(mx, double(row[c]));
-            for (index_t c = 0; c < N; ++c) w[static_cast<std::size_t>(c)] = c == r ? 0.0 : std::exp(double(row[c]) - mx);
+                if (c != r || floor > 0) mx = std::max(mx, double(row[c]));
+            if (floor > 0)
+                for (index_t c = 0; c < N; ++c) z += std::exp(double(row[c]) - mx);
+            for (index_t c = 0; c < N; ++c)
+                w[static_cast<std::size_t>(c)] = c == r ? 0.0 : floor > 0 ? std::exp(double(row[c]) - mx) / z + floor
+                                                                           : std::exp(double(row[c]) - mx);
             std::discrete_distribution<index_t> pick(w.begin(), w.end());
             out[static_cast<std::size_t>(r)] = pick(rng);
         }
