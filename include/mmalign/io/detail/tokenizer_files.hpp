@@ -56,7 +56,7 @@ inline std::string read_tokenizer_file(const std::string& path, std::string_view
     if (ec) tokenizer_file_fail(who, path, "cannot read its size: " + ec.message());
     if (size > max_bytes)
         tokenizer_file_fail(who, path, std::to_string(size) + " bytes, more than the " + std::to_string(max_bytes) +
-                                           " a tokenizer file may have");
+                                           " this reader accepts");
     std::ifstream f(path, std::ios::binary);
     if (!f) tokenizer_file_fail(who, path, "cannot open for reading");
     std::string data(static_cast<std::size_t>(size), '\0');
