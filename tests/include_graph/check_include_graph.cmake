@@ -25,7 +25,7 @@ endif()
 
 # Which layers each layer may include (its own always among them). "umbrella" is a header directly
 # in mmalign/ (mmalign.hpp), which gathers everything.
-set(layers core backend/cpu backend/cuda nn testing objectives io encoders bridges decoders generation models train umbrella)
+set(layers core backend/cpu backend/cuda nn testing objectives io eval encoders bridges decoders generation models train umbrella)
 set(allow_core core)
 set(allow_backend/cpu core backend/cpu)
 set(allow_backend/cuda core backend/cuda)
@@ -33,6 +33,7 @@ set(allow_nn core nn)
 set(allow_testing core nn testing)
 set(allow_objectives core nn objectives)
 set(allow_io core io)
+set(allow_eval core io eval)
 set(allow_encoders core nn io encoders bridges decoders)
 set(allow_bridges ${allow_encoders})
 set(allow_decoders ${allow_encoders})

@@ -18,7 +18,7 @@ file(COPY "${INCLUDE_DIR}/mmalign" DESTINATION "${copy}")
 
 # The planted includes point at planted empty headers, one per layer, so that the test does not
 # depend on which real headers exist.
-foreach(layer core backend/cpu backend/cuda nn testing objectives io encoders generation models train)
+foreach(layer core backend/cpu backend/cuda nn testing objectives io eval encoders generation models train)
   file(WRITE "${copy}/mmalign/${layer}/planted_target.hpp" "#pragma once\n")
 endforeach()
 
@@ -80,6 +80,9 @@ plant(train/planted.hpp bad [["mmalign/models/planted_target.hpp"]])
 plant(generation/planted.hpp ok [["mmalign/core/planted_target.hpp"]] [["mmalign/io/planted_target.hpp"]])
 plant(generation/planted.hpp bad [["mmalign/nn/planted_target.hpp"]] [["mmalign/models/planted_target.hpp"]])
 plant(models/planted.hpp ok [["mmalign/generation/planted_target.hpp"]])
+# eval over core and io, never nn or models.
+plant(eval/planted.hpp ok [["mmalign/io/planted_target.hpp"]] [["mmalign/core/planted_target.hpp"]])
+plant(eval/planted.hpp bad [["mmalign/nn/planted_target.hpp"]] [["mmalign/models/planted_target.hpp"]])
 # A directory no rule covers.
 file(WRITE "${copy}/mmalign/planted_layer/x.hpp" "#pragma once\n")
 list(APPEND expected "mmalign/planted_layer/x.hpp: lies in mmalign/planted_layer/")
