@@ -47,6 +47,7 @@
 #include "../common/json_output.hpp"
 #include "../common/model_folder.hpp"
 #include "../common/token_rows.hpp"
+#include "commands.hpp"
 
 using namespace mmalign;
 using Be = CpuBackend<float>;
@@ -72,6 +73,9 @@ const std::string kUsage = std::string(
     "  mmalign-blip2 itm      --model DIR --image PATH --text STRING [--text STRING]... [--json] [--threads T]\n"
     "  mmalign-blip2 bench    --model DIR --task features|caption --batch B --iters N\n"
     "                         [generation options] [--threads T]\n"
+    "  mmalign-blip2 predict  the caption command under PaddleMIX's name\n"
+    "  mmalign-blip2 pretrain-stage1|pretrain-stage2|finetune-caption|eval-caption|eval-vqa --help\n"
+    "                         training and evaluation\n"
     "model class each command needs (config.json \"architectures\"):\n"
     "  features        Blip2Model or Blip2ForConditionalGeneration\n"
     "  caption, vqa    Blip2ForConditionalGeneration (an OPT language model)\n"
@@ -116,12 +120,13 @@ struct Args : cli::Args {
 
 Args parse(int argc, char** argv) {
     Args a;
-    cli::parse_command_line(argc, argv, kUsage.c_str(), {"features", "caption", "vqa", "itm", "bench"}, a,
+    cli::parse_command_line(argc, argv, kUsage.c_str(), {"features", "caption", "vqa", "itm", "bench", "predict"}, a,
                             [&](const std::string& f, auto&& value) {
                                 if (f != "--prompt-template") return false;
                                 a.prompt_template = value(), a.has_template = true;
                                 return true;
                             });
+    if (a.command == "predict") a.command = "caption";  // PaddleMIX's name for it
     const bool generates = a.command == "caption" || a.command == "vqa" || (a.command == "bench" && a.task == "caption");
     if (a.gen.any() && !generates)
         throw UsageError("generation options apply to caption, vqa and bench --task caption");
@@ -271,6 +276,7 @@ int bench(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc >= 2 && blip2cli::is_training_command(argv[1])) return blip2cli::training_main(argc, argv);
     return cli::run_main("mmalign-blip2", kUsage.c_str(), [&] {
         const Args a = parse(argc, argv);
         if (a.command == "features") return features(a);

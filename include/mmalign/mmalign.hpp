@@ -33,6 +33,7 @@
 #include "mmalign/objectives/contrastive.hpp"
 #include "mmalign/objectives/language_modeling.hpp"
 #include "mmalign/objectives/matching.hpp"
+#include "mmalign/objectives/query_text_contrastive.hpp"
 
 #include "mmalign/train/adamw.hpp"
 #include "mmalign/train/checkpoint.hpp"
@@ -41,6 +42,7 @@
 #include "mmalign/train/progress.hpp"
 #include "mmalign/train/schedule.hpp"
 #include "mmalign/train/train_step.hpp"
+#include "mmalign/train/trainer.hpp"
 
 // Outside data. io/image.hpp is not included here: it needs libjpeg-turbo at link time
 // (target mmalign::image).
@@ -51,3 +53,8 @@
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/io/tensor_map.hpp"
 #include "mmalign/io/wordpiece_tokenizer.hpp"
+
+// Evaluation metrics (pycocoevalcap's caption metrics, the VQAv2 accuracy).
+#include "mmalign/eval/caption_metrics.hpp"
+#include "mmalign/eval/result_files.hpp"
+#include "mmalign/eval/vqa_accuracy.hpp"

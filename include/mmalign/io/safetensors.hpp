@@ -841,8 +841,11 @@ struct LoadProblems {
         std::string msg = "safetensors '" + path + "': cannot load parameters with prefix '" + prefix + "'";
         auto list = [&](const std::vector<std::string>& items, const char* what, const char* sep) {
             if (items.empty()) return;
+            // The first few name the problem; a folder of another model would list every key.
+            constexpr std::size_t shown = 10;
             msg += "; " + std::to_string(items.size()) + " " + what + ":";
-            for (std::size_t i = 0; i < items.size(); ++i) msg += (i ? sep : " ") + items[i];
+            for (std::size_t i = 0; i < items.size() && i < shown; ++i) msg += (i ? sep : " ") + items[i];
+            if (items.size() > shown) msg += std::string(sep) + "and " + std::to_string(items.size() - shown) + " more";
         };
         list(missing, "missing", ", ");
         list(mismatched, "with the wrong shape", "; ");
