@@ -842,7 +842,7 @@ struct LoadProblems {
         auto list = [&](const std::vector<std::string>& items, const char* what, const char* sep) {
             if (items.empty()) return;
             // The first few name the problem; a folder of another model would list every key.
-            constexpr std::size_t shown = 10;
+            constexpr std::size_t shown = 32;
             msg += "; " + std::to_string(items.size()) + " " + what + ":";
             for (std::size_t i = 0; i < items.size() && i < shown; ++i) msg += (i ? sep : " ") + items[i];
             if (items.size() > shown) msg += std::string(sep) + "and " + std::to_string(items.size() - shown) + " more";
