@@ -29,8 +29,6 @@ namespace {
 
 using Be = CpuBackend<float>;
 
-std::string join(const std::string& dir, const std::string& name) { return (std::filesystem::path(dir) / name).string(); }
-
 /// COCO results' image_id: the number where the id is one, else the text.
 nlohmann::ordered_json id_json(const std::string& id) {
     long long v = 0;

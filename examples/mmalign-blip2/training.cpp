@@ -150,8 +150,6 @@ Args parse(int argc, char** argv) {
     return a;
 }
 
-std::string join(const std::string& dir, const std::string& name) { return (std::filesystem::path(dir) / name).string(); }
-
 /// Refuses a folder that is not a BLIP-2 one (by config.json's model_type) before its config's
 /// defaults — a full-size ViT-g for a missing vision_config — are allocated; with `architecture`
 /// also the model class it must hold.

@@ -2,6 +2,7 @@
 // mmalign-blip2 are told (parsed in training.cpp, used there and in evaluation.cpp).
 #pragma once
 
+#include <filesystem>
 #include <string>
 
 #include <mmalign/io/blip2_processor.hpp>
@@ -20,6 +21,11 @@ struct Args {
     TrainingArguments train;
     cli::GenerationFlags gen;
 };
+
+/// `dir`/`name`.
+inline std::string join(const std::string& dir, const std::string& name) {
+    return (std::filesystem::path(dir) / name).string();
+}
 
 int eval_caption(const Args& a);
 int eval_vqa(const Args& a);

@@ -92,6 +92,10 @@ struct TensorInfo {
 struct LoadOptions {
     bool allow_unexpected = false;  // keys under the prefix that the module does not name
     bool allow_missing = false;     // keys the module names that the source lacks (left untouched)
+    // Keys (after the prefix) starting with one of these are skipped, not unexpected: parts a
+    // folder of a related model carries that this one does not read (e.g. the ITG head of a
+    // stage-1 BLIP-2 folder). Every other unnamed key is still an error.
+    std::vector<std::string> ignored = {};
 };
 
 namespace detail {
@@ -829,9 +833,13 @@ struct LoadProblems {
     /// embeddings.position_ids out of its own state dicts but old checkpoints hold them
     /// (registered with persistent=False in modeling_clip.py): never a parameter.
     template <class S>
-    void find_unexpected(const S& source, const std::string& prefix, const std::set<std::string>& expected) {
+    void find_unexpected(const S& source, const std::string& prefix, const std::set<std::string>& expected,
+                         const std::vector<std::string>& ignored = {}) {
         for (const auto& key : source.names()) {
             if (!key.starts_with(prefix) || expected.count(key) || key.ends_with("position_ids")) continue;
+            bool skip = false;
+            for (const auto& i : ignored) skip = skip || key.compare(prefix.size(), i.size(), i) == 0;
+            if (skip) continue;
             const TensorInfo& e = source.info(key);
             unexpected.push_back(key + " (found " + e.shape.str() + " " + std::string(to_string(e.dtype)) + ")");
         }
@@ -876,7 +884,7 @@ void check_load(M& module, const S& source, const std::string& prefix, const Loa
             problems.mismatched.push_back(key + ": expected shape " + p.value.shape().str() + ", found " + e.shape.str());
         if (const std::string why = conversion_problem<T>(e.dtype); !why.empty()) problems.bad_dtype.push_back(key + ": " + why);
     });
-    if (!opt.allow_unexpected) problems.find_unexpected(source, prefix, named);
+    if (!opt.allow_unexpected) problems.find_unexpected(source, prefix, named, opt.ignored);
     problems.throw_if_any(source.path(), prefix);
 }
 

@@ -231,7 +231,7 @@ void check_mapped(const std::vector<std::pair<std::string, Shape>>& params, cons
             if (!either && !may_miss) problems.missing.push_back(a + " or its tied alias " + b + " (expected " + shape.str() + ")");
         }
     }
-    if (!opt.allow_unexpected) problems.find_unexpected(source, prefix, expected_keys);
+    if (!opt.allow_unexpected) problems.find_unexpected(source, prefix, expected_keys, opt.ignored);
     problems.throw_if_any(source.path(), prefix);
 }
 
