@@ -422,6 +422,11 @@ TEST_CASE("load_parameters lists every missing, unexpected, wrongly-shaped and w
     CHECK(t.w.value(1, 1) == 3.0f);
     CHECK(t.b.value(2) == 2.0f);
     CHECK(t.scale.value.data()[0] == 0.0f);  // missing and allowed: untouched
+
+    // Keys under an ignored prefix (after the load's prefix) are skipped; any other stays unexpected.
+    CHECK_NOTHROW(io::load_parameters(t, g, "", {.allow_missing = true, .ignored = {"jun"}}));
+    CHECK(contains(io_error_of([&] { io::load_parameters(t, g, "", {.allow_missing = true, .ignored = {"x"}}); }),
+                   "1 unexpected: junk"));
 }
 
 TEST_CASE("an integer tensor under a parameter's name is reported as an unusable dtype") {
