@@ -44,8 +44,8 @@
 #include "mmalign/train/train_step.hpp"
 #include "mmalign/train/trainer.hpp"
 
-// Outside data. io/image.hpp is not included here: it needs libjpeg-turbo at link time
-// (target mmalign::image).
+// Outside data. io/image.hpp is not included here: it needs libjpeg-turbo and libpng at link
+// time (target mmalign::image).
 #include "mmalign/io/clip_tokenizer.hpp"
 #include "mmalign/io/gpt2_tokenizer.hpp"
 #include "mmalign/io/hf_config.hpp"

@@ -6,8 +6,8 @@
 #include <doctest/doctest.h>
 
 #if !defined(MMALIGN_WITH_IMAGE)
-TEST_CASE("train transform tests are skipped: mmalign::image was not configured (needs libjpeg, stb_image.h)") {
-    MESSAGE("mmalign::image not available; install libjpeg62-turbo-dev and libstb-dev");
+TEST_CASE("train transform tests are skipped: mmalign::image was not configured (needs libjpeg, libpng)") {
+    MESSAGE("mmalign::image not available; install libjpeg62-turbo-dev and libpng-dev");
 }
 #else
 

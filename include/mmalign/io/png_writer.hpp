@@ -1,12 +1,12 @@
-// mmalign/io/png_writer.hpp — 8-bit PNG files (PNG 1.2 / ISO 15948) written without zlib or stb.
+// mmalign/io/png_writer.hpp — 8-bit PNG files (PNG 1.2 / ISO 15948) written by the library itself.
 //
 //   encode_png(pixels, width, height, channels)  the bytes of a PNG: grey (1), grey+alpha (2),
 //                                                 RGB (3) or RGBA (4), HWC rows, 8 bits each
 //   write_png(path, pixels, width, height, channels)   the same, into "<path>.tmp.<pid>.<n>", renamed
 //                                                 over `path` so a reader never sees half a file
 //
-// Why a writer of its own: the library stays header-only with no link dependency (the reader
-// side, io/image.hpp, needs libjpeg and stb_image; training plots must not), and the bytes are a
+// Why a writer of its own: training plots need no image library (the reader side, io/image.hpp,
+// needs libjpeg-turbo and libpng through mmalign::image; training plots must not), and the bytes are a
 // function of the pixels alone, so a picture committed under docs/ changes only when it changes.
 // Each row takes the PNG filter (None, Sub, Up, Average, Paeth) with the smallest sum of absolute
 // filtered bytes, libpng's heuristic; the zlib stream (RFC 1950) is one DEFLATE block (RFC 1951)
