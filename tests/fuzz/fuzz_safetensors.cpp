@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             try_read<std::int32_t>(f, name);
         }
         for (const char* prefix : {"", "m."}) {
-            for (const io::LoadOptions opt : {io::LoadOptions{}, io::LoadOptions{.allow_unexpected = true, .allow_missing = true}}) {
+            for (const io::LoadOptions& opt : {io::LoadOptions{}, io::LoadOptions{.allow_unexpected = true, .allow_missing = true}}) {
                 Module m;
                 try {
                     io::load_parameters(m, f, prefix, opt);

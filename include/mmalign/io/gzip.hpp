@@ -1,18 +1,32 @@
-// mmalign/io/gzip.hpp — a small, validating gzip (RFC 1952) / DEFLATE (RFC 1951) decoder.
+// mmalign/io/gzip.hpp — bounded gzip (RFC 1952) and zlib (RFC 1950) decompression through zlib.
 //
-// Exists so that OpenAI's `bpe_simple_vocab_16e6.txt.gz` (as shipped by openai/CLIP and
-// open_clip) loads without a zlib link dependency; it is written for correctness and bounds
-// safety, not speed (about 3 MB of text in tens of milliseconds). Every member of a
-// multi-member file is decoded, as Python's gzip module does. Each member's CRC-32 and length
-// are checked. A malformed or truncated stream, an output beyond `max_output` bytes, or a
-// distance reaching before the start of the output throws IoError naming the file (`name`)
-// and the compressed byte offset; nothing is ever read or written out of bounds.
+// Used for OpenAI's `bpe_simple_vocab_16e6.txt.gz` (as shipped by openai/CLIP and open_clip) and
+// the gzipped IDX files of (Fashion-)MNIST. The inflating is zlib's (Debian zlib1g-dev), the
+// library behind Python's gzip module and gzip(1): the most exercised DEFLATE decoder there is,
+// maintained and fuzzed upstream (OSS-Fuzz), so a hostile stream meets well-tested code.
+// What this header adds are the bounds and the words:
+//
+//  * output is capped while inflating (`max_output`): a small file that inflates to gigabytes
+//    (a "gzip bomb") is refused once the cap is passed, having held at most the cap in memory;
+//  * each member's CRC-32 and length (ISIZE) trailer is verified (by zlib), as is a header CRC;
+//  * a stream that stops before its trailer is "truncated", bytes after the last member that
+//    are neither another member nor zero padding are "trailing garbage";
+//  * a file of several members decompresses to their concatenation, as `gzip -d` and Python's
+//    gzip module do (RFC 1952 §2.2); zero bytes after a member are skipped, as Python does.
+//
+// Every refusal is one IoError line, "<name>: <reason>", naming the file and, for corrupt data,
+// the compressed byte offset.
+//
+//   std::string text = gunzip(bytes, "vocab.txt.gz", cap);     whole output, at most cap bytes
+//   GzipReader r(bytes, "x.gz"); r.read(buf, n);                streaming: the caller bounds it
 #pragma once
 
-#include <array>
+#include <zlib.h>
+
+#include <algorithm>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
-#include <fstream>
 #include <string>
 #include <string_view>
 
@@ -22,197 +36,27 @@ namespace mmalign::io {
 
 namespace detail::gzip {
 
-inline constexpr std::array<std::uint32_t, 256> crc_table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t n = 0; n < 256; ++n) {
-        std::uint32_t c = n;
-        for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        t[n] = c;
-    }
-    return t;
-}();
-
+/// CRC-32 of ISO 3309 / ITU-T V.42 (gzip's and PNG's), continued from `crc`.
 inline std::uint32_t crc32(const char* p, std::size_t n, std::uint32_t crc = 0) {
-    crc = ~crc;
-    for (std::size_t i = 0; i < n; ++i) crc = crc_table[(crc ^ static_cast<unsigned char>(p[i])) & 0xFF] ^ (crc >> 8);
-    return ~crc;
+    return static_cast<std::uint32_t>(::crc32_z(crc, reinterpret_cast<const Bytef*>(p), n));
 }
 
-// A canonical Huffman code given by its code lengths, decoded one bit at a time: count[len] codes
-// of each length, symbols listed in code order.
-struct Huffman {
-    std::array<std::uint16_t, 16> count{};
-    std::array<std::uint16_t, 320> symbol{};
-};
-
-class Inflater {
-public:
-    Inflater(std::string_view in, const std::string& name, std::size_t max_output)
-        : in_(in), name_(name), max_output_(max_output) {}
-
-    [[noreturn]] void fail(const std::string& what) const {
-        throw IoError(name_ + ": corrupt gzip data at byte " + std::to_string(pos_) + ": " + what);
-    }
-
-    std::size_t pos() const { return pos_; }
-    void set_pos(std::size_t p) { pos_ = p, bit_buf_ = 0, bit_count_ = 0; }
-
-    std::uint32_t bits(int n) {
-        std::uint32_t v = bit_buf_;
-        while (bit_count_ < n) {
-            if (pos_ >= in_.size()) fail("unexpected end of data");
-            v |= static_cast<std::uint32_t>(static_cast<unsigned char>(in_[pos_++])) << bit_count_;
-            bit_count_ += 8;
-        }
-        bit_buf_ = v >> n;  // n <= 13, so the shifts stay inside 32 bits
-        bit_count_ -= n;
-        return v & ((1u << n) - 1);
-    }
-
-    // Builds a code from `n` lengths. Over-subscribed sets are corrupt; incomplete ones are
-    // allowed (RFC 1951 permits a one-code distance tree) and fail only if an unused code is read.
-    void build(Huffman& h, const std::uint8_t* lengths, int n) {
-        h.count.fill(0);
-        for (int s = 0; s < n; ++s) ++h.count[lengths[s]];
-        int left = 1;
-        for (int len = 1; len < 16; ++len) {
-            left = left * 2 - h.count[static_cast<std::size_t>(len)];
-            if (left < 0) fail("over-subscribed Huffman code");
-        }
-        std::array<std::uint16_t, 16> offs{};
-        for (int len = 1; len < 15; ++len)
-            offs[static_cast<std::size_t>(len + 1)] = static_cast<std::uint16_t>(offs[static_cast<std::size_t>(len)] + h.count[static_cast<std::size_t>(len)]);
-        for (int s = 0; s < n; ++s)
-            if (lengths[s]) h.symbol[offs[lengths[s]]++] = static_cast<std::uint16_t>(s);
-    }
-
-    int decode(const Huffman& h) {
-        int code = 0, first = 0, index = 0;
-        for (int len = 1; len < 16; ++len) {
-            code |= static_cast<int>(bits(1));
-            int count = h.count[static_cast<std::size_t>(len)];
-            if (code - first < count) return h.symbol[static_cast<std::size_t>(index + code - first)];
-            index += count;
-            first = (first + count) << 1;
-            code <<= 1;
-        }
-        fail("invalid Huffman code");
-    }
-
-    void put(std::string& out, char c) {
-        if (out.size() >= max_output_) fail("output exceeds " + std::to_string(max_output_) + " bytes");
-        out.push_back(c);
-    }
-
-    void codes(std::string& out, std::size_t member_start, const Huffman& lit, const Huffman& dist) {
-        static constexpr std::uint16_t len_base[] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
-                                                     31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
-        static constexpr std::uint8_t len_extra[] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
-                                                     2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-        static constexpr std::uint16_t dist_base[] = {1,   2,   3,   4,   5,   7,    9,    13,   17,   25,
-                                                      33,  49,  65,  97,  129, 193,  257,  385,  513,  769,
-                                                      1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-        static constexpr std::uint8_t dist_extra[] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
-                                                      6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
-        for (;;) {
-            int sym = decode(lit);
-            if (sym < 256) {
-                put(out, static_cast<char>(sym));
-            } else if (sym == 256) {
-                return;
-            } else {
-                sym -= 257;
-                if (sym >= 29) fail("invalid length symbol");
-                std::size_t len = len_base[sym] + bits(len_extra[sym]);
-                int ds = decode(dist);
-                if (ds >= 30) fail("invalid distance symbol");
-                std::size_t d = dist_base[ds] + bits(dist_extra[ds]);
-                if (d > out.size() - member_start) fail("distance reaches before the start of the output");
-                for (std::size_t i = 0; i < len; ++i) put(out, out[out.size() - d]);
-            }
+/// `name` with control characters escaped, so that a message stays one line.
+inline std::string shown_name(std::string_view name) {
+    std::string out;
+    for (const char c : name) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) {
+            constexpr char hex[] = "0123456789abcdef";
+            out += "\\x";
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        } else {
+            out += c;
         }
     }
-
-    void stored(std::string& out) {
-        bit_buf_ = 0, bit_count_ = 0;  // a stored block starts on a byte boundary
-        if (in_.size() - pos_ < 4) fail("unexpected end of data");
-        auto byte = [&](std::size_t i) { return static_cast<unsigned>(static_cast<unsigned char>(in_[pos_ + i])); };
-        unsigned len = byte(0) | byte(1) << 8, nlen = byte(2) | byte(3) << 8;
-        if (len != (~nlen & 0xFFFFu)) fail("stored block length check failed");
-        pos_ += 4;
-        if (in_.size() - pos_ < len) fail("unexpected end of data");
-        if (out.size() + len > max_output_) fail("output exceeds " + std::to_string(max_output_) + " bytes");
-        out.append(in_.substr(pos_, len));
-        pos_ += len;
-    }
-
-    void dynamic(std::string& out, std::size_t member_start) {
-        int nlen = static_cast<int>(bits(5)) + 257, ndist = static_cast<int>(bits(5)) + 1;
-        int ncode = static_cast<int>(bits(4)) + 4;
-        if (nlen > 286 || ndist > 30) fail("too many length or distance codes");
-        static constexpr std::uint8_t order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
-        std::uint8_t lengths[320] = {};
-        for (int i = 0; i < ncode; ++i) lengths[order[i]] = static_cast<std::uint8_t>(bits(3));
-        Huffman lencode;
-        build(lencode, lengths, 19);
-        for (int i = 0; i < nlen + ndist;) {
-            int sym = decode(lencode);
-            if (sym < 16) {
-                lengths[i++] = static_cast<std::uint8_t>(sym);
-                continue;
-            }
-            std::uint8_t value = 0;
-            int repeat;
-            if (sym == 16) {
-                if (i == 0) fail("repeat with no previous length");
-                value = lengths[i - 1];
-                repeat = 3 + static_cast<int>(bits(2));
-            } else if (sym == 17) {
-                repeat = 3 + static_cast<int>(bits(3));
-            } else {
-                repeat = 11 + static_cast<int>(bits(7));
-            }
-            if (i + repeat > nlen + ndist) fail("code lengths overrun");
-            while (repeat--) lengths[i++] = value;
-        }
-        if (lengths[256] == 0) fail("no end-of-block code");
-        Huffman lit, dist;
-        build(lit, lengths, nlen);
-        build(dist, lengths + nlen, ndist);
-        codes(out, member_start, lit, dist);
-    }
-
-    void fixed(std::string& out, std::size_t member_start) {
-        std::uint8_t lengths[320];
-        for (int s = 0; s < 288; ++s) lengths[s] = s < 144 ? 8 : s < 256 ? 9 : s < 280 ? 7 : 8;
-        for (int s = 288; s < 318; ++s) lengths[s] = 5;
-        Huffman lit, dist;
-        build(lit, lengths, 288);
-        build(dist, lengths + 288, 30);
-        codes(out, member_start, lit, dist);
-    }
-
-    void inflate(std::string& out) {
-        std::size_t member_start = out.size();
-        for (bool last = false; !last;) {
-            last = bits(1) != 0;
-            switch (bits(2)) {
-                case 0: stored(out); break;
-                case 1: fixed(out, member_start); break;
-                case 2: dynamic(out, member_start); break;
-                default: fail("invalid block type 3");
-            }
-        }
-    }
-
-private:
-    std::string_view in_;
-    const std::string& name_;
-    std::size_t max_output_;
-    std::size_t pos_ = 0;
-    std::uint32_t bit_buf_ = 0;
-    int bit_count_ = 0;
-};
+    return out;
+}
 
 }  // namespace detail::gzip
 
@@ -221,60 +65,162 @@ inline bool is_gzip(std::string_view data) {
     return data.size() >= 2 && static_cast<unsigned char>(data[0]) == 0x1F && static_cast<unsigned char>(data[1]) == 0x8B;
 }
 
-/// Decompresses every gzip member of `data`. `name` (a file name) only labels error messages.
+/// Decompresses gzip (every member) or zlib data held in memory, a piece at a time, so that the
+/// caller decides how much output to accept (gunzip() caps the whole; io/idx.hpp reads the header
+/// first and then exactly the bytes it promises). Not copyable or movable: zlib's state points
+/// into itself.
+class GzipReader {
+public:
+    enum class Format { gzip, zlib };
+
+    GzipReader(std::string_view data, std::string name, Format format = Format::gzip)
+        : in_(data), name_(detail::gzip::shown_name(name)), format_(format) {
+        if (format_ == Format::gzip && !is_gzip(in_))
+            fail(in_.empty() ? "no gzip data (empty input)" : "not gzip data (the magic bytes 1f 8b are missing)");
+        // 16 + MAX_WBITS: gzip wrapper only (header, CRC-32 and ISIZE checked); MAX_WBITS: zlib (Adler-32).
+        if (::inflateInit2(&z_, format_ == Format::gzip ? 16 + MAX_WBITS : MAX_WBITS) != Z_OK)
+            fail("cannot initialise zlib (out of memory)");
+        live_ = true;
+    }
+    GzipReader(const GzipReader&) = delete;
+    GzipReader& operator=(const GzipReader&) = delete;
+    ~GzipReader() {
+        if (live_) ::inflateEnd(&z_);
+    }
+
+    /// Up to n decompressed bytes into dst; fewer only at the end of the data, 0 once everything
+    /// has been read and every trailer verified. Throws IoError on corrupt, truncated or trailing data.
+    std::size_t read(char* dst, std::size_t n) {
+        std::size_t got = 0;
+        while (got < n && !done_) {
+            if (z_.avail_in == 0 && pos_ < in_.size()) feed();
+            const std::size_t room = std::min<std::size_t>(n - got, UINT_MAX);
+            z_.next_out = reinterpret_cast<Bytef*>(dst + got);
+            z_.avail_out = static_cast<uInt>(room);
+            const int r = ::inflate(&z_, Z_NO_FLUSH);
+            const std::size_t made = room - z_.avail_out;
+            got += made;
+            produced_ += made;
+            if (r == Z_STREAM_END) {
+                end_of_member();
+                continue;
+            }
+            if (r == Z_DATA_ERROR || r == Z_NEED_DICT) corrupt();
+            if (r == Z_MEM_ERROR) fail("out of memory while inflating");
+            // Z_OK or Z_BUF_ERROR: no progress with all input given means the stream stops early.
+            if (z_.avail_in == 0 && pos_ == in_.size() && z_.avail_out > 0 && made == 0) truncated();
+        }
+        return got;
+    }
+
+    /// Decompressed bytes returned so far.
+    std::uint64_t produced() const { return produced_; }
+    /// True once the data is exhausted and verified (read() returns 0).
+    bool done() const { return done_; }
+    const std::string& name() const { return name_; }
+
+    [[noreturn]] void fail(const std::string& what) const { throw IoError(name_ + ": " + what); }
+
+private:
+    // The offset in `in_` of zlib's next unread byte.
+    std::size_t offset() const { return pos_ - z_.avail_in; }
+
+    void feed() {
+        const std::size_t n = std::min<std::size_t>(in_.size() - pos_, UINT_MAX);
+        z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in_.data() + pos_));  // zlib never writes input
+        z_.avail_in = static_cast<uInt>(n);
+        pos_ += n;
+    }
+
+    [[noreturn]] void corrupt() const {
+        const std::string why = z_.msg ? z_.msg : "invalid data";
+        std::string text = "corrupt " + std::string(format_ == Format::gzip ? "gzip" : "zlib") + " data at byte " +
+                           std::to_string(offset()) + ": ";
+        if (why == "incorrect data check") text += format_ == Format::gzip ? "CRC-32 mismatch" : "Adler-32 mismatch";
+        else if (why == "incorrect length check") text += "length mismatch (ISIZE)";
+        else text += why;
+        fail(text);
+    }
+
+    [[noreturn]] void truncated() const {
+        fail("truncated " + std::string(format_ == Format::gzip ? "gzip" : "zlib") + " data: the stream stops at byte " +
+             std::to_string(in_.size()) + ", before its end and " +
+             (format_ == Format::gzip ? "CRC-32/length trailer" : "Adler-32 trailer"));
+    }
+
+    void end_of_member() {
+        std::size_t p = offset();
+        if (format_ == Format::zlib) {
+            if (p != in_.size())
+                fail(std::to_string(in_.size() - p) + " bytes of trailing garbage after the zlib stream ending at byte " +
+                     std::to_string(p));
+            done_ = true;
+            return;
+        }
+        // Zero padding after the last member is ignored (Python's gzip module does the same).
+        std::size_t q = p;
+        while (q < in_.size() && in_[q] == '\0') ++q;
+        if (q == in_.size()) {
+            done_ = true;
+            return;
+        }
+        if (!is_gzip(in_.substr(q)))
+            fail(std::to_string(in_.size() - p) + " bytes of trailing garbage after the gzip member ending at byte " +
+                 std::to_string(p) + " (not another gzip member)");
+        // Another member (after zero padding, which Python also skips): start over at its header.
+        if (::inflateReset(&z_) != Z_OK) fail("cannot reset zlib");
+        z_.avail_in = 0;
+        pos_ = q;
+    }
+
+    std::string_view in_;
+    std::string name_;
+    Format format_;
+    z_stream z_{};
+    bool live_ = false;
+    bool done_ = false;
+    std::size_t pos_ = 0;  // bytes of in_ handed to zlib
+    std::uint64_t produced_ = 0;
+};
+
+namespace detail::gzip {
+
+/// Whole output of `r`, refused once it passes max_output bytes: at most max_output + 1 bytes are
+/// ever held, whatever the data claims.
+inline std::string read_all(GzipReader& r, std::size_t max_output, std::string_view what) {
+    std::string out;
+    for (;;) {
+        // Geometric growth (at least 64 KiB), bounded by one byte past the cap.
+        const std::size_t want = std::max<std::size_t>(std::size_t(1) << 16, out.size());
+        const std::size_t limit = max_output - std::min(max_output, out.size()) + 1;
+        const std::size_t step = std::min(want, limit);
+        const std::size_t old = out.size();
+        out.resize(old + step);
+        const std::size_t got = r.read(out.data() + old, step);
+        out.resize(old + got);
+        if (out.size() > max_output)
+            r.fail("the " + std::string(what) + " data decompress to more than " + std::to_string(max_output) +
+                   " bytes, the cap of this reader (a decompression bomb, or not the expected file)");
+        if (got < step) return out;  // read() stops short only at the end
+    }
+}
+
+}  // namespace detail::gzip
+
+/// Decompresses every gzip member of `data`, at most `max_output` bytes in all. `name` (a file
+/// name) labels error messages.
 inline std::string gunzip(std::string_view data, const std::string& name = "<gzip data>",
                           std::size_t max_output = std::size_t{1} << 30) {
-    detail::gzip::Inflater z(data, name, max_output);
-    std::string out;
-    auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(data[i])); };
-    std::size_t p = 0;
-    do {
-        z.set_pos(p);
-        if (data.size() - p < 18) z.fail("truncated gzip member (shorter than 18 bytes)");
-        if (!is_gzip(data.substr(p))) z.fail("not a gzip member (bad magic bytes)");
-        if (byte(p + 2) != 8) z.fail("compression method " + std::to_string(byte(p + 2)) + " is not deflate (8)");
-        std::uint32_t flags = byte(p + 3);
-        if (flags & 0xE0) z.fail("reserved header flags set");
-        std::size_t q = p + 10;
-        auto need = [&](std::size_t n) {
-            if (data.size() - q < n) {
-                z.set_pos(q);
-                z.fail("truncated gzip header");
-            }
-        };
-        if (flags & 4) {  // FEXTRA
-            need(2);
-            std::size_t xlen = byte(q) | byte(q + 1) << 8;
-            q += 2;
-            need(xlen);
-            q += xlen;
-        }
-        for (std::uint32_t f : {8u, 16u}) {  // FNAME, FCOMMENT: zero-terminated
-            if (!(flags & f)) continue;
-            while (true) {
-                need(1);
-                if (data[q++] == '\0') break;
-            }
-        }
-        if (flags & 2) {  // FHCRC
-            need(2);
-            q += 2;
-        }
-        z.set_pos(q);
-        std::size_t start = out.size();
-        z.inflate(out);
-        q = z.pos();
-        if (data.size() - q < 8) z.fail("truncated gzip trailer");
-        std::uint32_t crc = byte(q) | byte(q + 1) << 8 | byte(q + 2) << 16 | byte(q + 3) << 24;
-        std::uint32_t isize = byte(q + 4) | byte(q + 5) << 8 | byte(q + 6) << 16 | byte(q + 7) << 24;
-        z.set_pos(q);
-        if (detail::gzip::crc32(out.data() + start, out.size() - start) != crc) z.fail("CRC-32 mismatch");
-        if (static_cast<std::uint32_t>(out.size() - start) != isize) z.fail("length mismatch");
-        p = q + 8;
-        // Python's gzip module ignores zero padding after the last member; so does this.
-        while (p < data.size() && data[p] == '\0') ++p;
-    } while (p < data.size());
-    return out;
+    GzipReader r(data, name, GzipReader::Format::gzip);
+    return detail::gzip::read_all(r, max_output, "gzip");
+}
+
+/// Decompresses one zlib stream (RFC 1950: the IDAT payload of a PNG), Adler-32 verified, at most
+/// `max_output` bytes; bytes after the stream are refused.
+inline std::string inflate_zlib(std::string_view data, const std::string& name = "<zlib data>",
+                                std::size_t max_output = std::size_t{1} << 30) {
+    GzipReader r(data, name, GzipReader::Format::zlib);
+    return detail::gzip::read_all(r, max_output, "zlib");
 }
 
 }  // namespace mmalign::io

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -38,6 +39,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -50,6 +52,7 @@
 #include "mmalign/core/shape.hpp"
 #include "mmalign/core/tensor.hpp"
 #include "mmalign/io/atomic_file.hpp"
+#include "mmalign/io/input_file.hpp"
 
 namespace mmalign::io {
 
@@ -129,22 +132,31 @@ inline std::size_t utf8_error_offset(const unsigned char* s, std::size_t n) {
     return n;
 }
 
-/// `s` in single quotes for a message, control bytes escaped and long strings cut, so a hostile
-/// name cannot garble the text.
-inline std::string quoted_name(std::string_view s) {
-    constexpr std::size_t max_chars = 200;
-    std::string out = "'";
-    for (std::size_t i = 0; i < s.size() && i < max_chars; ++i) {
-        const auto c = static_cast<unsigned char>(s[i]);
+/// `s` with control bytes escaped (\x0a), so that a hostile name or path cannot break a message
+/// over lines or drive a terminal.
+inline std::string escaped(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
         if (c < 0x20 || c == 0x7F) {
             constexpr char hex[] = "0123456789abcdef";
             out += "\\x";
             out += hex[c >> 4];
             out += hex[c & 15];
-        } else out += static_cast<char>(c);
+        } else out += ch;
     }
-    if (s.size() > max_chars) out += "...";
-    return out + "'";
+    return out;
+}
+
+/// `s` in single quotes for a message, control bytes escaped and long strings cut, so a hostile
+/// name cannot garble the text.
+inline std::string quoted_name(std::string_view s) {
+    constexpr std::size_t max_chars = 200;
+    // Built by append: GCC 12 at -O3 reports a false -Wrestrict for `"'" + std::string` here.
+    std::string out("'");
+    out.append(escaped(s.substr(0, max_chars))).append(s.size() > max_chars ? "...'" : "'");
+    return out;
 }
 
 /// nlohmann's parse messages quote the offending input; keep only printable ASCII of them.
@@ -161,59 +173,142 @@ inline std::string offsets_str(std::uint64_t b, std::uint64_t e) {
     return s;
 }
 
-/// Thrown inside the parser callback to stop at the first duplicate key or excessive nesting.
-struct HeaderReject {
-    std::string what;
+/// Builds a nlohmann::json document from nlohmann's SAX events, refusing duplicate keys (the
+/// spec forbids them; nlohmann would keep the last silently), nesting deeper than `max_depth`
+/// and more than `max_entries` keys in the top-level object. Linear in the text: each key is
+/// looked up once in its object's map. (nlohmann's callback parser, which this replaces, scans the
+/// enclosing object for discarded values after every nested object closes — quadratic in a
+/// header's entries: 30,000 of them took seconds.) With an entry hook, each value of the
+/// top-level object is handed to the hook as soon as it is complete and not kept, so a header
+/// of many entries never exists as one document.
+class StrictJsonBuilder {
+public:
+    using json = nlohmann::json;
+    using EntryHook = std::function<void(const std::string& key, json& value)>;
+
+    StrictJsonBuilder(json& root, int max_depth, std::size_t max_entries, EntryHook hook = {})
+        : root_(root), max_depth_(max_depth), max_entries_(max_entries), hook_(std::move(hook)) {}
+
+    bool null() { return put(nullptr); }
+    bool boolean(bool v) { return put(v); }
+    bool number_integer(json::number_integer_t v) { return put(v); }
+    bool number_unsigned(json::number_unsigned_t v) { return put(v); }
+    bool number_float(json::number_float_t v, const json::string_t&) { return put(v); }
+    bool string(json::string_t& v) { return put(std::move(v)); }
+    bool binary(json::binary_t& v) { return put(json::binary(std::move(v))); }
+    bool start_object(std::size_t) { return open(json::value_t::object); }
+    bool start_array(std::size_t) { return open(json::value_t::array); }
+    bool end_object() { return close(); }
+    bool end_array() { return close(); }
+
+    bool key(json::string_t& k) {
+        json::object_t& obj = stack_.back()->get_ref<json::object_t&>();
+        if (stack_.size() == 1) {
+            top_key_ = k;
+            if (++entries_ > max_entries_)
+                return reject("has more than " + std::to_string(max_entries_) + " entries, the most this reader accepts");
+            if (hook_) {
+                if (!top_keys_.insert(k).second)
+                    return reject("has the key " + quoted_name(k) + " twice (the format forbids duplicate keys)");
+                entry_ = nullptr;
+                slot_ = &entry_;
+                return true;
+            }
+        }
+        auto [it, added] = obj.try_emplace(k, nullptr);
+        if (!added) {
+            if (stack_.size() == 1) return reject("has the key " + quoted_name(k) + " twice (the format forbids duplicate keys)");
+            return reject("has the key " + quoted_name(k) + " twice in entry " + quoted_name(top_key_) +
+                          " (the format forbids duplicate keys)");
+        }
+        slot_ = &it->second;
+        return true;
+    }
+
+    template <class Exception>
+    bool parse_error(std::size_t, const std::string&, const Exception& e) {
+        return reject("is not valid JSON: " + printable(e.what()));
+    }
+
+    /// The first fault as a predicate ("has the key 'x' twice ..."), empty when there was none.
+    const std::string& error() const { return error_; }
+
+private:
+    bool reject(std::string why) {
+        if (error_.empty()) error_ = std::move(why);
+        return false;
+    }
+
+    // Where the next value goes: the root, the end of the open array, or the slot of the last key.
+    template <class V>
+    json* place(V&& v) {
+        if (stack_.empty()) {
+            root_ = json(std::forward<V>(v));
+            return &root_;
+        }
+        json& parent = *stack_.back();
+        if (parent.is_array()) {
+            // Only the innermost open container grows, so pointers to open containers stay valid.
+            auto& arr = parent.get_ref<json::array_t&>();
+            arr.emplace_back(std::forward<V>(v));
+            return &arr.back();
+        }
+        *slot_ = json(std::forward<V>(v));
+        return slot_;
+    }
+    template <class V>
+    bool put(V&& v) {
+        place(std::forward<V>(v));
+        if (stack_.size() == 1) entry_done();
+        return true;
+    }
+    bool open(json::value_t type) {
+        if (stack_.size() >= static_cast<std::size_t>(max_depth_))
+            return reject("is nested deeper than " + std::to_string(max_depth_) + " levels");
+        stack_.push_back(place(json(type)));
+        return true;
+    }
+    bool close() {
+        stack_.pop_back();
+        if (stack_.size() == 1) entry_done();
+        return true;
+    }
+    // A value of the top-level object is complete: the hook takes it.
+    void entry_done() {
+        if (hook_ && stack_.front()->is_object()) {
+            hook_(top_key_, entry_);
+            entry_ = nullptr;
+        }
+    }
+
+    json& root_;
+    int max_depth_;
+    std::size_t max_entries_;
+    EntryHook hook_;
+    json entry_;                            // with a hook: the top-level value being built
+    std::unordered_set<std::string> top_keys_;  // with a hook: the top-level keys seen
+    std::vector<json*> stack_;  // the open containers, innermost last
+    json* slot_ = nullptr;      // the value of the key just read
+    std::size_t entries_ = 0;   // keys of the top-level object
+    std::string top_key_;       // the top-level key being parsed, for messages
+    std::string error_;
 };
 
-/// Parses `text` as JSON, rejecting duplicate keys (the spec forbids them; nlohmann would keep
-/// the last silently) and nesting deeper than any safetensors header needs. A failure is returned
-/// as a predicate ("is not valid JSON: ...", empty on success) for the caller to give a subject.
-inline std::string parse_json_strict(std::string_view text, nlohmann::json& out) {
-    constexpr int max_depth = 32;  // a header nests 3 deep; the cap bounds the parser's stacks
-    std::vector<std::set<std::string>> keys;  // one set per open object
-    std::vector<bool> is_object;              // per open container
-    std::string top_key;                      // the top-level key being parsed, for messages
-    auto cb = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-        using E = nlohmann::json::parse_event_t;
-        switch (ev) {
-            case E::object_start:
-            case E::array_start:
-                if (is_object.size() >= static_cast<std::size_t>(max_depth))
-                    throw HeaderReject{"is nested deeper than " + std::to_string(max_depth) + " levels"};
-                is_object.push_back(ev == E::object_start);
-                if (ev == E::object_start) keys.emplace_back();
-                break;
-            case E::object_end:
-            case E::array_end:
-                if (!is_object.empty()) {
-                    if (is_object.back()) keys.pop_back();
-                    is_object.pop_back();
-                }
-                break;
-            case E::key: {
-                if (keys.empty() || !parsed.is_string()) break;
-                const std::string& k = parsed.get_ref<const std::string&>();
-                if (keys.size() == 1) top_key = k;
-                if (!keys.back().insert(k).second) {
-                    if (keys.size() == 1)
-                        throw HeaderReject{"has the key " + quoted_name(k) + " twice (the format forbids duplicate keys)"};
-                    throw HeaderReject{"has the key " + quoted_name(k) + " twice in entry " + quoted_name(top_key) +
-                                       " (the format forbids duplicate keys)"};
-                }
-                break;
-            }
-            case E::value: break;
-        }
-        return true;
-    };
+/// Parses `text` as JSON with StrictJsonBuilder's checks. A failure is returned as a predicate
+/// ("is not valid JSON: ...", empty on success) for the caller to give a subject.
+/// With `hook`, the top-level object's values go to it as they complete and `out` keeps none.
+inline std::string parse_json_strict(std::string_view text, nlohmann::json& out,
+                                     std::size_t max_entries = std::numeric_limits<std::size_t>::max(),
+                                     StrictJsonBuilder::EntryHook hook = {}) {
+    constexpr int max_depth = 32;  // a header nests 3 deep; the cap bounds the builder's stack
+    StrictJsonBuilder b(out, max_depth, max_entries, std::move(hook));
+    bool ok = false;
     try {
-        out = nlohmann::json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true);
-    } catch (const HeaderReject& r) {
-        return r.what;
+        ok = nlohmann::json::sax_parse(text.begin(), text.end(), &b, nlohmann::json::input_format_t::json, /*strict=*/true);
     } catch (const nlohmann::json::exception& e) {
         return "is not valid JSON: " + printable(e.what());
     }
+    if (!ok) return b.error().empty() ? std::string("is not valid JSON") : b.error();
     return {};
 }
 
@@ -340,33 +435,30 @@ public:
     /// means a corrupt file, and checking it first avoids trusting it.
     static constexpr std::uint64_t max_header_bytes = 100'000'000;
 
-    /// Maps and validates `path`; throws IoError if it cannot be opened or is malformed.
+    /// The most tensors one file may list: 1,000,000, ten times the largest real checkpoints' shards
+    /// hold. The header is parsed in time and memory linear in its entries (about 1 s per million
+    /// on one core); the cap bounds both before the 100 MB header limit would.
+    static constexpr std::size_t max_tensors = 1'000'000;
+    /// The largest file open() maps: 1 TiB, far above any single file or shard published.
+    static constexpr std::uintmax_t max_file_bytes = std::uintmax_t(1) << 40;
+
+    /// Maps and validates `path`; throws IoError if it cannot be opened or is malformed. The file
+    /// is opened through io/input_file.hpp: a FIFO (never blocking), a directory, a device, an
+    /// empty or an oversized file is refused by its kind before anything is mapped.
     static SafetensorsFile open(const std::string& path) {
         SafetensorsFile f;
         f.path_ = path;
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            const int err = errno;
-            f.fail("cannot open the file for reading: " + detail::errno_text(err));
+        InputFile in;
+        try {
+            in = open_input_file(path, max_file_bytes, "");
+        } catch (const IoError& e) {
+            throw IoError("safetensors " + std::string(e.what()));  // "safetensors '<path>': <reason>"
         }
-        struct stat st {};
-        if (::fstat(fd, &st) != 0) {
-            const int err = errno;
-            ::close(fd);
-            f.fail("cannot stat the file: " + detail::errno_text(err));
-        }
-        if (!S_ISREG(st.st_mode)) {
-            ::close(fd);
-            f.fail("not a regular file");
-        }
-        const auto size = static_cast<std::uint64_t>(st.st_size);
-        if (size < 8) {
-            ::close(fd);
-            f.fail("file is " + std::to_string(size) + " bytes, too short for the 8-byte header length");
-        }
-        void* p = ::mmap(nullptr, static_cast<std::size_t>(size), PROT_READ, MAP_PRIVATE, fd, 0);
+        const auto size = static_cast<std::uint64_t>(in.size());
+        if (size < 8) f.fail("file is " + std::to_string(size) + " bytes, too short for the 8-byte header length");
+        void* p = ::mmap(nullptr, static_cast<std::size_t>(size), PROT_READ, MAP_PRIVATE, in.fd(), 0);
         const int err = errno;
-        ::close(fd);  // the mapping keeps the file open
+        in.close();  // the mapping keeps the file open
         if (p == MAP_FAILED) f.fail("cannot map the file: " + detail::errno_text(err));
         f.bytes_ = detail::Bytes::mapped(p, static_cast<std::size_t>(size));
         f.parse();
@@ -474,7 +566,9 @@ public:
 private:
     SafetensorsFile() = default;
 
-    [[noreturn]] void fail(const std::string& what) const { throw IoError("safetensors '" + path_ + "': " + what); }
+    [[noreturn]] void fail(const std::string& what) const {
+        throw IoError("safetensors '" + detail::escaped(path_) + "': " + what);
+    }
     [[noreturn]] void fail_tensor(const std::string& name, const std::string& what) const {
         fail("tensor " + detail::quoted_name(name) + ": " + what);
     }
@@ -522,26 +616,31 @@ private:
                  (n == 0 ? std::string("an empty header") : "byte 0x" + hex_byte(h[0])));
         if (const std::size_t bad = detail::utf8_error_offset(h, static_cast<std::size_t>(n)); bad != n)
             fail("header is not valid UTF-8 (byte 0x" + hex_byte(h[bad]) + " at header offset " + std::to_string(bad) + ")");
-        nlohmann::json header;
-        // nlohmann skips trailing whitespace after the object, which covers the spec's padding.
-        if (const std::string err = detail::parse_json_strict({reinterpret_cast<const char*>(h), static_cast<std::size_t>(n)}, header);
-            !err.empty())
-            fail("header " + err);
-        if (!header.is_object()) fail("header must be a JSON object, found " + std::string(header.type_name()));
-
-        for (const auto& [name, value] : header.items()) {
+        // Each entry is checked as soon as the parser completes it, and not kept as JSON: time and
+        // memory stay linear in the header's entries. nlohmann skips trailing whitespace after
+        // the object, which covers the spec's padding.
+        auto on_entry = [&](const std::string& name, const nlohmann::json& value) {
             if (name == "__metadata__") {
-                if (value.is_null()) continue;  // serde reads the optional map from null too
+                if (value.is_null()) return;  // serde reads the optional map from null too
                 if (!value.is_object()) fail("__metadata__ must be an object, found " + std::string(value.type_name()));
                 for (const auto& [k, v] : value.items()) {
                     if (!v.is_string())
                         fail("__metadata__ " + detail::quoted_name(k) + " must be a string, found " + v.type_name());
                     metadata_[k] = v.get<std::string>();
                 }
-                continue;
+                return;
             }
             tensors_.emplace(name, parse_entry(name, value, data_size));
-        }
+        };
+        nlohmann::json header;
+        if (const std::string err = detail::parse_json_strict({reinterpret_cast<const char*>(h), static_cast<std::size_t>(n)},
+                                                              header, max_tensors + 1, on_entry);  // + "__metadata__"
+            !err.empty())
+            fail("header " + err);
+        if (!header.is_object()) fail("header must be a JSON object, found " + std::string(header.type_name()));
+        if (tensors_.size() > max_tensors)
+            fail("header lists " + std::to_string(tensors_.size()) + " tensors, more than the " + std::to_string(max_tensors) +
+                 " this reader accepts");
         check_coverage(data_size);
     }
 
@@ -685,6 +784,10 @@ class Checkpoint {
 public:
     static constexpr const char* single_file_name = "model.safetensors";
     static constexpr const char* index_file_name = "model.safetensors.index.json";
+    /// The largest index file read: 64 MiB (io/input_file.hpp's cap on JSON files); the index of a
+    /// checkpoint of a thousand shards and a million tensors stays below 100 MB only barely, real
+    /// ones are a few MB at most.
+    static constexpr std::uintmax_t max_index_bytes = max_json_config_bytes;
 
     /// A directory (its model.safetensors, else its model.safetensors.index.json, the order
     /// transformers' from_pretrained tries), an index file (*.json) or a single safetensors file.
@@ -695,7 +798,7 @@ public:
             const fs::path dir(path);
             if (fs::exists(dir / single_file_name, ec)) return from_file(SafetensorsFile::open((dir / single_file_name).string()));
             if (fs::exists(dir / index_file_name, ec)) return open_index((dir / index_file_name).string());
-            throw IoError("checkpoint '" + path + "': the directory has neither " + single_file_name + " nor " +
+            throw IoError("checkpoint '" + detail::escaped(path) + "': the directory has neither " + single_file_name + " nor " +
                           index_file_name);
         }
         if (path.ends_with(".json")) return open_index(path);
@@ -707,19 +810,15 @@ public:
         namespace fs = std::filesystem;
         Checkpoint c;
         c.path_ = index_path;
-        auto fail = [&](const std::string& what) -> void { throw IoError("safetensors index '" + index_path + "': " + what); };
-        std::error_code ec;
-        if (!fs::is_regular_file(index_path, ec)) fail(fs::exists(index_path, ec) ? "not a regular file" : "no such file");
-        std::ifstream in(index_path, std::ios::binary | std::ios::ate);
-        if (!in) fail("cannot open the file for reading");
-        const std::streamoff size = in.tellg();
-        if (size < 0) fail("cannot determine the file size");
-        if (static_cast<std::uint64_t>(size) > SafetensorsFile::max_header_bytes)
-            fail("the index is " + std::to_string(size) + " bytes, over the limit of " +
-                 std::to_string(SafetensorsFile::max_header_bytes));
-        std::string text(static_cast<std::size_t>(size), '\0');
-        in.seekg(0);
-        if (size > 0 && !in.read(text.data(), size)) fail("read failed");
+        auto fail = [&](const std::string& what) -> void {
+            throw IoError("safetensors index '" + detail::escaped(index_path) + "': " + what);
+        };
+        std::string text;
+        try {
+            text = read_input_file(index_path, max_index_bytes, "");
+        } catch (const IoError& e) {
+            throw IoError("safetensors index " + std::string(e.what()));  // "safetensors index '<path>': <reason>"
+        }
         const auto* u = reinterpret_cast<const unsigned char*>(text.data());
         if (const std::size_t bad = detail::utf8_error_offset(u, text.size()); bad != text.size())
             fail("not valid UTF-8 (byte offset " + std::to_string(bad) + ")");
@@ -747,7 +846,8 @@ public:
         std::size_t n_absent = 0;
         for (const auto& [name, shard] : c.where_)
             if (!c.shards_[shard].contains(name)) {
-                if (n_absent++ < 20) absent += " " + detail::quoted_name(name) + " (in " + c.shards_[shard].path() + ")";
+                if (n_absent++ < 20)
+                    absent += " " + detail::quoted_name(name) + " (in " + detail::escaped(c.shards_[shard].path()) + ")";
             }
         if (n_absent)
             fail(std::to_string(n_absent) + " tensors of the weight_map are not in their shard:" + absent +
@@ -794,7 +894,7 @@ private:
     std::size_t locate(const std::string& name) const {
         auto it = where_.find(name);
         if (it == where_.end())
-            throw IoError("checkpoint '" + path_ + "': tensor " + detail::quoted_name(name) + ": not in the checkpoint (" +
+            throw IoError("checkpoint '" + detail::escaped(path_) + "': tensor " + detail::quoted_name(name) + ": not in the checkpoint (" +
                           std::to_string(where_.size()) + " tensors)");
         return it->second;
     }
@@ -841,12 +941,12 @@ struct LoadProblems {
             for (const auto& i : ignored) skip = skip || key.compare(prefix.size(), i.size(), i) == 0;
             if (skip) continue;
             const TensorInfo& e = source.info(key);
-            unexpected.push_back(key + " (found " + e.shape.str() + " " + std::string(to_string(e.dtype)) + ")");
+            unexpected.push_back(escaped(key) + " (found " + e.shape.str() + " " + std::string(to_string(e.dtype)) + ")");
         }
     }
     void throw_if_any(const std::string& path, const std::string& prefix) const {
         if (missing.empty() && mismatched.empty() && bad_dtype.empty() && unexpected.empty()) return;
-        std::string msg = "safetensors '" + path + "': cannot load parameters with prefix '" + prefix + "'";
+        std::string msg = "safetensors '" + escaped(path) + "': cannot load parameters with prefix '" + escaped(prefix) + "'";
         auto list = [&](const std::vector<std::string>& items, const char* what, const char* sep) {
             if (items.empty()) return;
             // The first few name the problem; a folder of another model would list every key.
@@ -876,13 +976,13 @@ void check_load(M& module, const S& source, const std::string& prefix, const Loa
         const std::string key = prefix + name;
         named.insert(key);
         if (!source.contains(key)) {
-            if (!opt.allow_missing) problems.missing.push_back(key + " (expected " + p.value.shape().str() + ")");
+            if (!opt.allow_missing) problems.missing.push_back(escaped(key) + " (expected " + p.value.shape().str() + ")");
             return;
         }
         const TensorInfo& e = source.info(key);
         if (!(e.shape == p.value.shape()))
-            problems.mismatched.push_back(key + ": expected shape " + p.value.shape().str() + ", found " + e.shape.str());
-        if (const std::string why = conversion_problem<T>(e.dtype); !why.empty()) problems.bad_dtype.push_back(key + ": " + why);
+            problems.mismatched.push_back(escaped(key) + ": expected shape " + p.value.shape().str() + ", found " + e.shape.str());
+        if (const std::string why = conversion_problem<T>(e.dtype); !why.empty()) problems.bad_dtype.push_back(escaped(key) + ": " + why);
     });
     if (!opt.allow_unexpected) problems.find_unexpected(source, prefix, named, opt.ignored);
     problems.throw_if_any(source.path(), prefix);
