@@ -124,14 +124,14 @@ TEST_CASE("a missing file, a directory, a FIFO, a device and an oversized file a
     auto error_at = [](const std::string& path) {
         return io_error_of([&] { (void)io::CaptionAnnotations::read(path); });
     };
-    CHECK(error_at(dir / "absent.json") == "CaptionAnnotations: '" + (dir / "absent.json") + "': cannot open: no such file");
+    CHECK(error_at(dir / "absent.json") == "CaptionAnnotations: '" + (dir / "absent.json") + "': no such file");
     std::filesystem::create_directories(dir / "folder.json");
     CHECK(error_at(dir / "folder.json") ==
-          "CaptionAnnotations: '" + (dir / "folder.json") + "': not a regular file (a directory, FIFO or device)");
+          "CaptionAnnotations: '" + (dir / "folder.json") + "': a directory, not a regular file");
     REQUIRE(mkfifo((dir / "fifo.json").c_str(), 0600) == 0);
     CHECK(error_at(dir / "fifo.json") ==
-          "CaptionAnnotations: '" + (dir / "fifo.json") + "': not a regular file (a directory, FIFO or device)");
-    CHECK(error_at("/dev/zero") == "CaptionAnnotations: '/dev/zero': not a regular file (a directory, FIFO or device)");
+          "CaptionAnnotations: '" + (dir / "fifo.json") + "': a FIFO (named pipe), not a regular file");
+    CHECK(error_at("/dev/zero") == "CaptionAnnotations: '/dev/zero': a character device, not a regular file");
     // A sparse file one byte over the cap: refused by its size, nothing read or allocated.
     const std::string huge = dir / "huge.json";
     { std::ofstream(huge) << ""; }

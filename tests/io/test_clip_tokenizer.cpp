@@ -364,7 +364,7 @@ TEST_CASE("ClipTokenizer: missing or corrupt vocabulary files name the file and 
     msg = error_of([&] { ClipTokenizer::from_openai_bpe(tmp.file("cut.txt.gz", gz.substr(0, gz.size() / 2))); });
     has(msg, "cut.txt.gz");
     has(msg, "at byte");
-    has(error_of([&] { ClipTokenizer::from_hf_folder(dir + "/hf/vocab.json"); }), "has neither vocab.json");
+    has(error_of([&] { ClipTokenizer::from_hf_folder(dir + "/hf/vocab.json"); }), "tokenizer.json': no such file, nor vocab.json + merges.txt beside it");
 
     mmalign::test::TempDir folder;  // a config whose bos is not in the vocabulary
     for (const char* name : {"vocab.json", "merges.txt"})

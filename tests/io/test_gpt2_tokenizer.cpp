@@ -153,8 +153,8 @@ TEST_CASE("malformed folders give one-line errors naming the file and what is wr
         std::vector<std::string> message_parts;
     };
     const std::vector<Case> cases = {
-        {"empty folder", {}, {"neither tokenizer.json nor vocab.json"}},
-        {"vocab.json without merges.txt", {{"vocab.json", vocab}}, {"without merges.txt"}},
+        {"empty folder", {}, {"tokenizer.json': no such file, nor vocab.json + merges.txt"}},
+        {"vocab.json without merges.txt", {{"vocab.json", vocab}}, {"merges.txt': no such file (vocab.json needs it"}},
         {"empty merges.txt", {{"vocab.json", vocab}, {"merges.txt", "#version: 0.2\n"}}, {"merges.txt", "no merges"}},
         {"a merge naming a symbol the vocabulary lacks", {{"vocab.json", vocab}, {"merges.txt", merges + "zzzq zzzr\n"}},
          {"merges.txt", "line", "'zzzq' is not in the vocabulary"}},

@@ -385,7 +385,7 @@ TEST_CASE("WordPieceTokenizer: malformed files are refused with the file and fie
     has(vocab("dup.txt", "[PAD]\n[UNK]\ncat\ndog\ncat\n"), {"dup.txt", "line 5", "\"cat\"", "line 3"});
     has(vocab("blank.txt", "[PAD]\n[UNK]\n\ncat\n"), {"blank.txt", "line 3", "empty line"});
     has(vocab("utf8.txt", "[PAD]\n[UNK]\nca\xFFt\n"), {"utf8.txt", "line 3", "UTF-8"});
-    has(vocab("nothing.txt", ""), {"nothing.txt", "empty file"});
+    has(vocab("nothing.txt", ""), {"nothing.txt", "the file is empty"});
     has(vocab("no_unk.txt", "[PAD]\ncat\n"), {"unk_token", "\"[UNK]\"", "not in the vocabulary"});
     has(error_of([&] { WordPieceTokenizer::from_vocab_txt((tmp.path / "absent.txt").string()); }), {"absent.txt", "no such file"});
     std::filesystem::create_directory(tmp.path / "a_dir.txt");
@@ -447,5 +447,5 @@ TEST_CASE("WordPieceTokenizer: malformed files are refused with the file and fie
         {"special_tokens_map.json", "'pad_token.content'", "expected a string, found nothing"});
     has(folder_error({{"added_tokens.json", R"({"[DEC]": "30522"})"}}), {"added_tokens.json", "\"[DEC]\"", "integer id"});
     has(folder_error({{"added_tokens.json", R"({"[DEC]": 30600})"}}), {"added_tokens.json", "\"[DEC]\"", "declared with id 30600", "takes id 30522"});
-    has(error_of([&] { WordPieceTokenizer::from_hf_folder(tmp.path.string() + "/a_dir.txt"); }), {"has neither tokenizer.json nor vocab.txt"});
+    has(error_of([&] { WordPieceTokenizer::from_hf_folder(tmp.path.string() + "/a_dir.txt"); }), {"tokenizer.json': no such file, nor vocab.txt beside it"});
 }

@@ -5,7 +5,7 @@
 // child process, so that a hang is a failed check after a deadline (not a stuck test), a crash is a
 // failed check (not a dead test binary), and the child's peak RSS can be measured. Variants:
 //
-//   missing      the file does not exist                   message says "no such file"
+//   missing      the file does not exist                   message says "no such file" (unless missing_accepted)
 //   directory    a directory in its place                  "directory"
 //   fifo         a FIFO nobody writes to                   "FIFO"
 //   dev_zero     a symlink to /dev/zero                    "character device"
@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -57,6 +58,7 @@ struct HostileReader {
     bool copy_folder = false;
     std::uintmax_t cap_bytes = 0;      // the reader's documented size cap; 0 skips the "huge" variant
     bool empty_accepted = false;       // an empty file is valid input for this reader
+    bool missing_accepted = false;     // the file is optional: without it the reader uses defaults
     bool lenient_content = false;      // garbage/wrong-type content may be accepted (plain text formats)
     bool every_truncation_fails = false;  // binary formats: no proper prefix is valid
     std::vector<std::string> wrong_type;  // contents of other formats to put in the file's place
@@ -249,7 +251,14 @@ inline std::vector<HostileOutcome> run_hostile_inputs(const HostileReader& r) {
 inline void check_hostile_inputs(const HostileReader& r) {
     const auto outcomes = run_hostile_inputs(r);
     const std::string file = r.valid.filename().string();
+    const bool verbose = std::getenv("MMALIGN_HOSTILE_VERBOSE") != nullptr;  // one line per variant, for docs
     for (const HostileOutcome& o : outcomes) {
+        if (verbose)
+            std::printf("%s | %s | %s | %s | %s | %.3f s | %.1f MB\n", r.name.c_str(), file.c_str(), o.variant.c_str(),
+                        o.kind == HostileOutcome::Kind::refused    ? "refused"
+                        : o.kind == HostileOutcome::Kind::accepted ? "accepted"
+                                                                   : "FAILED",
+                        o.message.c_str(), o.seconds, o.rss_mb);
         INFO(r.name << " given " << o.variant << " in place of " << file << ": " << o.message);
         using K = HostileOutcome::Kind;
         CHECK_MESSAGE(o.kind != K::crashed, "crashed");
@@ -258,7 +267,7 @@ inline void check_hostile_inputs(const HostileReader& r) {
         if (!detail::hostile_sanitized())
             CHECK_MESSAGE(o.rss_mb <= r.max_rss_mb, "used " << o.rss_mb << " MB of new resident memory");
         const bool must_refuse =
-            o.variant == "missing" || o.variant == "directory" || o.variant == "fifo" || o.variant == "dev_zero" ||
+            (o.variant == "missing" && !r.missing_accepted) || o.variant == "directory" || o.variant == "fifo" || o.variant == "dev_zero" ||
             o.variant == "huge" || (o.variant == "empty" && !r.empty_accepted) ||
             (o.variant.rfind("truncated", 0) == 0 && r.every_truncation_fails) ||
             ((o.variant == "garbage" || o.variant.rfind("wrong_type", 0) == 0) && !r.lenient_content);

@@ -51,7 +51,7 @@ inline nlohmann::json read_eval_json(const std::string& path) {
     try {
         return nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-        eval_fail(path, std::string("not valid JSON: ") + e.what());
+        eval_fail(path, "not valid JSON: " + io::json_error_text(e.what()));
     }
 }
 

@@ -61,15 +61,26 @@ inline BlipImageProcessorConfig load_blip_image_processor_config(const std::stri
     return c;
 }
 
+/// load_blip_image_processor_config for a model whose vision tower takes image_size² pixels: also
+/// refuses a processor whose images could never fit it (check_image_processor_output), naming the
+/// processor file and its field.
+inline BlipImageProcessorConfig load_blip_image_processor_config(const std::string& path, index_t image_size) {
+    BlipImageProcessorConfig c = load_blip_image_processor_config(path);
+    const nlohmann::json j = read_json_file(path);  // small: the nesting decides the field's name
+    check_image_processor_output(c, image_size, path, j.contains("image_processor") ? "image_processor." : "");
+    return c;
+}
+
 /// The image processor file of a BLIP folder: preprocessor_config.json when present (Hub folders,
 /// transformers 4), else transformers 5's processor_config.json. IoError naming the folder when
-/// neither exists.
+/// neither exists. A preprocessor_config.json that is there but not a regular file (a directory,
+/// a FIFO) is returned, so that reading it names what it is instead of passing it over.
 inline std::string blip_image_processor_config_path(const std::string& dir) {
     namespace fs = std::filesystem;
     for (const char* name : {"preprocessor_config.json", "processor_config.json"}) {
         const fs::path p = fs::path(dir) / name;
         std::error_code ec;
-        if (fs::is_regular_file(p, ec)) return p.string();
+        if (fs::exists(fs::symlink_status(p, ec))) return p.string();
     }
     throw IoError("BLIP folder '" + dir + "': no preprocessor_config.json or processor_config.json");
 }

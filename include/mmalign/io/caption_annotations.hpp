@@ -116,7 +116,7 @@ public:
     bool end_object() override { return end(); }
     bool end_array() override { return end(); }
     bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
-        fail(std::string("not valid JSON: ") + e.what());
+        fail("not valid JSON: " + json_error_text(e.what()));
     }
 
 private:

@@ -61,6 +61,12 @@ struct ImageProcessorConfig {
     PillowVersion pillow = default_pillow_version;
 };
 
+/// The largest size or crop_size a preprocessor_config.json may give, per side (pixels). The
+/// Hub's processors use 224–1024; a CLIP or BLIP vision tower's position table fixes its input to
+/// image_size anyway (check_image_processor_output). The bound keeps a hostile file from making
+/// each image a resize of gigabytes: 8192² RGB is 192 MiB of uint8 and 768 MiB of float pixels.
+inline constexpr index_t max_image_processor_extent = 8192;
+
 /// CLIP's processor: the defaults of ImageProcessorConfig are CLIPImageProcessorPil's.
 using ClipImageProcessorConfig = ImageProcessorConfig;
 
@@ -81,11 +87,19 @@ inline bool config_bool(const nlohmann::json& j, const std::string& path, const 
     return it->get<bool>();
 }
 
+/// A size of the processor (size, crop_size): an integer in [1, max_image_processor_extent]. The
+/// range is checked on the JSON number itself, so 2^64 − 1 is "out of range", not a wrapped −1.
 inline index_t config_extent(const nlohmann::json& v, const std::string& path, const std::string& field) {
     if (!v.is_number_integer()) config_fail(path, field, "expected an integer, found " + json_kind(v));
-    const auto x = v.get<std::int64_t>();
-    if (x < 1 || x >= (1 << 24)) config_fail(path, field, "expected 1 <= value < 2^24, found " + std::to_string(x));
-    return x;
+    const bool negative = !v.is_number_unsigned() && v.get<std::int64_t>() < 1;
+    if (negative || (v.is_number_unsigned() && v.get<std::uint64_t>() < 1))
+        config_fail(path, field, "must be positive, found " + v.dump());
+    if (v.is_number_unsigned() ? v.get<std::uint64_t>() > std::uint64_t(max_image_processor_extent)
+                               : v.get<std::int64_t>() > max_image_processor_extent)
+        config_fail(path, field,
+                    v.dump() + " is out of range (at most " + std::to_string(max_image_processor_extent) +
+                        " pixels: larger than any model's input, and the resized image would take gigabytes)");
+    return v.get<index_t>();
 }
 
 inline double config_number(const nlohmann::json& v, const std::string& path, const std::string& field) {
@@ -163,7 +177,8 @@ inline void read_image_processor_fields(const nlohmann::json& j, const std::stri
     if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
         if (!it->is_number_integer())
             config_fail(path, prefix + "resample", "expected an integer, found " + json_kind(*it));
-        const auto r = it->get<std::int64_t>();
+        // Compared as the JSON number (2^64 − 1 must not wrap to −1 and read as a filter).
+        const std::int64_t r = it->is_number_unsigned() && it->get<std::uint64_t>() > 5 ? 6 : it->get<std::int64_t>();
         if (r == 0)
             c.resample = Resample::nearest;
         else if (r == 2)
@@ -173,7 +188,7 @@ inline void read_image_processor_fields(const nlohmann::json& j, const std::stri
         else {
             static const char* names[] = {"NEAREST", "LANCZOS", "BILINEAR", "BICUBIC", "BOX", "HAMMING"};
             config_fail(path, prefix + "resample",
-                        std::to_string(r) + (r >= 0 && r < 6 ? std::string(" (") + names[r] + ")" : std::string()) +
+                        it->dump() + (r >= 0 && r < 6 ? std::string(" (") + names[r] + ")" : std::string()) +
                             " is not supported; 0 (NEAREST), 2 (BILINEAR) and 3 (BICUBIC) are");
         }
     }
@@ -204,6 +219,36 @@ inline ClipImageProcessorConfig load_clip_image_processor_config(const std::stri
         throw IoError("preprocessor config '" + path + "': expected a JSON object, found " + j.type_name());
     ClipImageProcessorConfig c;
     detail::read_image_processor_fields(j, path, "", true, c);
+    return c;
+}
+
+/// The square side `image_size` a vision tower takes (vision_config.image_size in config.json:
+/// its position table has one row per patch of that grid) against the images `cfg` produces:
+/// IoError naming the processor file and the field when they can never match, so that the
+/// mismatch is blamed on preprocessor_config.json rather than found later as a tensor shape.
+/// Pipelines whose output follows the input image (no resize to a fixed size, no crop) pass.
+inline void check_image_processor_output(const ImageProcessorConfig& cfg, index_t image_size, const std::string& path,
+                                         const std::string& prefix = "") {
+    const std::string model = " does not match the model's image_size " + std::to_string(image_size) +
+                              " (vision_config.image_size in config.json)";
+    auto hw = [](index_t h, index_t w) { return std::to_string(h) + "x" + std::to_string(w); };
+    if (cfg.do_center_crop) {
+        if (cfg.crop_height != image_size || cfg.crop_width != image_size)
+            detail::config_fail(path, prefix + "crop_size", "crops to " + hw(cfg.crop_height, cfg.crop_width) + ", which" + model);
+    } else if (cfg.do_resize) {
+        if (cfg.size.shortest_edge > 0 && cfg.size.shortest_edge != image_size)
+            detail::config_fail(path, prefix + "size",
+                                "shortest_edge " + std::to_string(cfg.size.shortest_edge) + " without a center crop" + model);
+        if (cfg.size.shortest_edge <= 0 && (cfg.size.height != image_size || cfg.size.width != image_size))
+            detail::config_fail(path, prefix + "size", "resizes to " + hw(cfg.size.height, cfg.size.width) + ", which" + model);
+    }
+}
+
+/// load_clip_image_processor_config for a model whose vision tower takes image_size² pixels:
+/// also refuses a processor whose images could never fit it (check_image_processor_output).
+inline ClipImageProcessorConfig load_clip_image_processor_config(const std::string& path, index_t image_size) {
+    ClipImageProcessorConfig c = load_clip_image_processor_config(path);
+    check_image_processor_output(c, image_size, path);
     return c;
 }
 
@@ -261,6 +306,13 @@ inline Image preprocess_image(const Image& img, const ImageProcessorConfig& cfg)
             hw = {cfg.size.height, cfg.size.width};
         else
             throw ArgumentError("preprocess: size needs shortest_edge or height and width");
+        // A shortest edge of a few thousand pixels on a very long image would resize it to
+        // gigabytes: refused beyond Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS).
+        constexpr double max_pixels = 178956970.0;
+        if (double(hw.first) * double(hw.second) > max_pixels)
+            throw ArgumentError("preprocess: resizing a " + std::to_string(x.height) + "x" + std::to_string(x.width) +
+                                " image to " + std::to_string(hw.first) + "x" + std::to_string(hw.second) +
+                                " would exceed 178956970 pixels (Pillow's MAX_IMAGE_PIXELS)");
         x = pillow_resize(x, hw.first, hw.second, cfg.resample, cfg.pillow);
     }
     if (cfg.do_center_crop) x = center_crop(x, cfg.crop_height, cfg.crop_width);

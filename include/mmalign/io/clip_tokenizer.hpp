@@ -120,7 +120,7 @@ public:
         auto& m = *t.m_;
         SpecialConfig config;
         if (!exists(base + "vocab.json") && !exists(base + "tokenizer.json"))
-            throw IoError("ClipTokenizer: '" + dir + "' has neither vocab.json (+ merges.txt) nor tokenizer.json");
+            detail::tokenizer_file_fail("ClipTokenizer", base + "tokenizer.json", "no such file, nor vocab.json + merges.txt beside it");
         if (!exists(base + "vocab.json")) {
             auto added = m.load_tokenizer_json(base + "tokenizer.json");
             config = read_special_config(base);
@@ -247,11 +247,12 @@ private:
         try {
             return nlohmann::json::parse(text);
         } catch (const nlohmann::json::exception& e) {
-            throw IoError("ClipTokenizer: '" + path + "' is not valid JSON: " + e.what());
+            detail::tokenizer_file_fail("ClipTokenizer", path, "not valid JSON: " + json_error_text(e.what()));
         }
     }
 
-    static bool exists(const std::string& path) { return static_cast<bool>(std::ifstream(path)); }
+    // Asks the file system, never opens: opening a FIFO would block until a writer came.
+    static bool exists(const std::string& path) { return detail::tokenizer_file_exists(path); }
 
     static SpecialConfig read_special_config(const std::string& base) {
         SpecialConfig c;
@@ -356,7 +357,7 @@ private:
                 detail::read_added_token_flags(t, s);
                 auto id = t["id"].get<std::int64_t>();
                 if (lookup(s.content) != id)
-                    fail("added token " + nlohmann::json(s.content).dump() + " has id " + std::to_string(id) +
+                    fail("added token " + nlohmann::json(s.content).dump() + " has id " + t["id"].dump() +
                          " but the vocabulary gives it " + std::to_string(lookup(s.content)));
                 added.push_back(s);
             }

@@ -258,7 +258,7 @@ private:
             const std::string config_path = in_folder(dir, "tokenizer_config.json");
             const bool has_json = tokenizer_file_exists(json_path);
             if (!has_json && !tokenizer_file_exists(vocab_path))
-                throw IoError(std::string(who) + ": '" + dir + "': neither tokenizer.json nor vocab.json + merges.txt");
+                tokenizer_file_fail(who, json_path, "no such file, nor vocab.json + merges.txt beside it");
             nlohmann::json config = nlohmann::json::object();
             if (tokenizer_file_exists(config_path)) config = read_tokenizer_json_object(config_path, who);
             check_class(config, config_path);
@@ -275,7 +275,7 @@ private:
             } else {
                 load_bpe_vocab(*bpe, read_tokenizer_json(vocab_path, who), "'" + vocab_path + "'", who);
                 if (!tokenizer_file_exists(merges_path))
-                    throw IoError(std::string(who) + ": '" + dir + "': vocab.json without merges.txt");
+                    tokenizer_file_fail(who, merges_path, "no such file (vocab.json needs it beside it)");
                 load_merges_txt(*bpe, read_tokenizer_file(merges_path, who), merges_path, who);
             }
             bpe->set_unknown({.id = -1, .fuse = false, .byte_fallback = false});
@@ -492,6 +492,9 @@ private:
                     const auto& v = pp.value(key, nlohmann::json());
                     if (!v.is_array() || v.size() != 2 || !v[1].is_number_integer())
                         tokenizer_file_fail(who, path, field + "." + key + ": expected [token, id]");
+                    // Checked as the JSON number: 2^64 − 1 must not wrap to −1 (or 2^32 to 0).
+                    if (v[1].is_number_unsigned() ? v[1].get<std::uint64_t>() > 0x7FFFFFFF : v[1].get<std::int64_t>() < 0)
+                        tokenizer_file_fail(who, path, field + "." + key + ": id " + v[1].dump() + " is out of range [0, 2^31)");
                     return v[1].get<std::int32_t>();
                 };
                 prefix = {token_id("cls")};

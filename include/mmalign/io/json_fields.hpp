@@ -5,9 +5,6 @@
 // the file, the field path, what was expected and what was found.
 #pragma once
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -16,30 +13,40 @@
 #include <nlohmann/json.hpp>
 
 #include "mmalign/core/error.hpp"
+#include "mmalign/io/input_file.hpp"
 
 namespace mmalign::io {
 
-/// Parses a whole JSON file; a missing file or invalid JSON throws IoError naming the file.
+/// A JSON parser's message for a one-line error: nlohmann quotes the bytes it read last ("last
+/// read: '...'"), raw; bytes outside printable ASCII are written as \xNN so that a hostile file
+/// cannot put invalid UTF-8 or terminal control sequences into the message.
+inline std::string json_error_text(const char* what) {
+    std::string out;
+    for (const char* p = what; *p; ++p) {
+        const auto u = static_cast<unsigned char>(*p);
+        if (u < 0x20 || u >= 0x7f) {
+            static constexpr char hex[] = "0123456789abcdef";
+            out += "\\x";
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        } else {
+            out += *p;
+        }
+    }
+    return out;
+}
+
+/// Parses a whole JSON file (config.json, preprocessor_config.json, generation_config.json, ...),
+/// opened through io/input_file.hpp with max_json_config_bytes as its cap: a FIFO is refused
+/// without blocking, a directory or device by its kind, an empty or oversized file from its size
+/// before a byte is read. Every refusal is one IoError line "'<path>': <reason>"; invalid JSON
+/// gives "'<path>': not valid JSON (<parser's reason>)".
 inline nlohmann::json read_json_file(const std::string& path) {
-    // A regular file of bounded size only: a FIFO would block the open, /dev/zero never ends, and
-    // no configuration file is anywhere near 64 MiB.
-    constexpr std::uintmax_t max_bytes = std::uintmax_t(64) << 20;
-    std::error_code ec;
-    const auto st = std::filesystem::status(path, ec);
-    if (ec || !std::filesystem::exists(st)) throw IoError(path + ": cannot open file (no such file)");
-    if (!std::filesystem::is_regular_file(st)) throw IoError(path + ": not a regular file (a directory, FIFO or device)");
-    const std::uintmax_t size = std::filesystem::file_size(path, ec);
-    if (ec) throw IoError(path + ": cannot read its size (" + ec.message() + ")");
-    if (size > max_bytes)
-        throw IoError(path + ": " + std::to_string(size) + " bytes, larger than the 64 MiB a JSON configuration may have");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw IoError(path + ": cannot open file");
-    std::stringstream ss;
-    ss << in.rdbuf();
+    const std::string text = read_input_file(path, max_json_config_bytes, "");
     try {
-        return nlohmann::json::parse(ss.str());
+        return nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-        throw IoError(path + ": not valid JSON (" + e.what() + ")");
+        input_file_fail("", path, "not valid JSON (" + json_error_text(e.what()) + ")");
     }
 }
 

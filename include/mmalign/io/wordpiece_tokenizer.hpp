@@ -74,7 +74,7 @@ inline nlohmann::json parse_json(const std::string& text, const std::string& pat
     try {
         return nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-        fail(path, std::string("not valid JSON: ") + e.what());
+        fail(path, "not valid JSON: " + json_error_text(e.what()));
     }
 }
 
@@ -199,7 +199,7 @@ public:
         const std::string json_path = base + "tokenizer.json", txt_path = base + "vocab.txt";
         const bool has_json = F::exists(json_path), has_txt = F::exists(txt_path);
         if (!has_json && !has_txt)
-            throw IoError(std::string(F::who) + ": '" + dir + "' has neither tokenizer.json nor vocab.txt");
+            F::fail(json_path, "no such file, nor vocab.txt beside it");
         WordPieceTokenizer t;
         Model& m = *t.m_;
         nlohmann::json json;
@@ -604,6 +604,7 @@ private:
         std::optional<index_t> model_max_length;
         Side padding_side = Side::right, truncation_side = Side::right;
         std::size_t id_bound = 0;
+        std::string vocab_path;  // the file the vocabulary came from, for messages
 
         std::int32_t lookup(std::string_view token) const {
             auto it = added_ids.find(std::string(token));
@@ -617,6 +618,7 @@ private:
         // space trimmed, id = line index. A repeated or empty token is refused: tokenizers would
         // silently give the first of two equal lines no token at all.
         void load_vocab_txt(const std::string& path) {
+            vocab_path = path;
             namespace F = detail::wordpiece_files;
             const std::string text = F::read_file(path);
             if (auto bad = detail::find_invalid_utf8(text)) {
@@ -644,6 +646,7 @@ private:
 
         // model.vocab of a tokenizer.json: {token: id} (or a list of tokens), ids exactly 0..n-1.
         void load_json_vocab(const nlohmann::json& j, const std::string& path) {
+            vocab_path = path;
             namespace F = detail::wordpiece_files;
             if (!j.contains("model") || !j["model"].is_object())
                 F::fail(path, "field 'model': expected an object, found " +
@@ -671,7 +674,7 @@ private:
                     // Ids index dense tables: a stray huge id must not become a huge allocation.
                     if (id < 0 || static_cast<std::uint64_t>(id) >= n)
                         F::fail(path, "field " + F::quoted(field) + ": expected an id in [0, " + std::to_string(n) +
-                                          ") (the vocabulary's size), found " + std::to_string(id));
+                                          ") (the vocabulary's size), found " + v.dump());
                     if (detail::find_invalid_utf8(token))
                         F::fail(path, "field 'model.vocab': a token is not valid UTF-8");
                     if (!wp.add(token, static_cast<std::int32_t>(id)))
@@ -710,7 +713,7 @@ private:
             if (d.expected_id >= 0 && d.expected_id != id)
                 throw IoError(std::string(F::who) + ": " + d.where + ": token " + F::quoted(t.content) + " is declared with id " +
                               std::to_string(d.expected_id) + " but takes id " + std::to_string(id) +
-                              " (the vocabulary has " + std::to_string(wp.size()) +
+                              " (the vocabulary of '" + vocab_path + "' has " + std::to_string(wp.size()) +
                               " entries and the added tokens before it fill the ids up to " + std::to_string(id_bound) + ")");
             auto it = added_ids.find(t.content);
             detail::AddedToken stored = t;
@@ -765,7 +768,7 @@ private:
             wp.configure({.unk_token = unk_token});
             if (wp.unk_id() < 0)
                 throw IoError(std::string(F::who) + ": " + s.where + ": unk_token " + F::quoted(unk_token) +
-                              " is not in the vocabulary (WordPiece needs it for words it cannot spell)");
+                              " is not in the vocabulary of '" + vocab_path + "' (WordPiece needs it for words it cannot spell)");
             normalizer = s.normalizer;
             for (const auto& d : s.tokens) add_token(d);
             build_matchers();

@@ -13,10 +13,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "mmalign/bridges/qformer.hpp"
 #include "mmalign/decoders/opt_decoder.hpp"
 #include "mmalign/encoders/vision_transformer.hpp"
+#include "mmalign/io/config_checkpoint.hpp"
 #include "mmalign/io/hf_config.hpp"
 
 namespace mmalign {
@@ -64,6 +66,51 @@ struct Blip2Config {
             return "image_token_index " + std::to_string(image_token_index) + " is outside text_config.vocab_size " +
                    std::to_string(text.vocab_size);
         return {};
+    }
+
+    /// What in config.json (read from `where`) the checkpoint `file` contradicts, from its header
+    /// alone, as one IoError naming the field and the tensor; then the memory estimate (the blocks
+    /// of the towers the model builds from the file, a lower bound) against the values the
+    /// checkpoint holds. `language_model`: the model builds the OPT decoder; `qformer_in_file`: the
+    /// Q-Former must come from the file (stage-1 pretraining may initialise it instead).
+    /// Every BLIP-2 model's from_pretrained calls it before it allocates (io/config_checkpoint.hpp).
+    template <class S>
+    void check_against(const S& file, const std::string& where, bool language_model, bool qformer_in_file = true) const {
+        const auto& v = vision;
+        const auto& q = qformer;
+        const auto& t = text;
+        std::vector<io::ConfigTensor> tensors =
+            io::vision_tower_tensors("vision_config", v.hidden, v.channels, v.patch_size, v.image_size, v.tokens(), v.mlp_hidden);
+        for (const char* p : {"qformer.", ""}) {  // the Q-Former's layers; the retrieval heads' text embeddings
+            const auto more = io::bert_tower_tensors(p, "qformer_config", q.vocab_size, q.max_positions, q.hidden, q.intermediate);
+            tensors.insert(tensors.end(), more.begin(), more.end());
+        }
+        const io::ConfigDim dq{"qformer_config.hidden_size", q.hidden};
+        tensors.push_back({"query_tokens", {{"", 1}, {"num_query_tokens", num_query_tokens}, dq}});
+        if (language_model) {
+            const io::ConfigDim dt{"text_config.hidden_size", t.hidden};
+            const io::ConfigDim dw = t.word_embed_proj_dim > 0 ? io::ConfigDim{"text_config.word_embed_proj_dim", t.embed_dim()} : dt;
+            const std::string rows = "text_config.max_position_embeddings " + std::to_string(t.max_positions) + " (" +
+                                     std::to_string(t.max_positions + 2) + " rows: OPT's offset of 2)";
+            const std::string lm = "language_model.model.decoder.";
+            tensors.push_back({lm + "embed_tokens.weight", {{"text_config.vocab_size", t.vocab_size}, dw}});
+            tensors.push_back({lm + "embed_positions.weight", {{"text_config.max_position_embeddings", t.max_positions + 2, rows}, dt}});
+            tensors.push_back({lm + "layers.0.fc1.weight", {{"text_config.ffn_dim", t.ffn}, dt}});
+            tensors.push_back({"language_projection.weight", {dt, dq}});
+        }
+        std::string why = io::config_checkpoint_problem(file, tensors);
+        if (why.empty())
+            why = io::layer_count_problem(file, "vision_model.encoder.layers.", "vision_config.num_hidden_layers", v.layers);
+        if (why.empty()) why = io::layer_count_problem(file, "qformer.encoder.layer.", "qformer_config.num_hidden_layers", q.layers);
+        if (why.empty() && language_model)
+            why = io::layer_count_problem(file, "language_model.model.decoder.layers.", "text_config.num_hidden_layers", t.layers);
+        if (why.empty()) {
+            double blocks = io::transformer_blocks_lower_bound(v.layers, v.hidden, v.mlp_hidden);
+            if (qformer_in_file) blocks += io::transformer_blocks_lower_bound(q.layers, q.hidden, q.intermediate);
+            if (language_model) blocks += io::transformer_blocks_lower_bound(t.layers, t.hidden, t.ffn);
+            why = io::parameter_budget_problem(file, blocks, "a BLIP-2 model", true);
+        }
+        if (!why.empty()) throw IoError(where + ": " + why);
     }
 
     /// The config of a Hugging Face BLIP-2 folder (`dir`/config.json).

@@ -52,7 +52,9 @@ inline void copy_hf_assets(const std::string& from, const std::string& dir, cons
     for (const auto& name : files) {
         const fs::path src = fs::path(from) / name;
         if (!fs::is_regular_file(src)) continue;
-        const std::string text = io::detail::read_tokenizer_file(src.string(), "copying assets");
+        // An empty asset is copied as it is: this copies files, it does not judge them.
+        const std::string text = io::detail::read_tokenizer_file(src.string(), "copying assets",
+                                                                 io::detail::max_tokenizer_file_bytes, /*allow_empty=*/true);
         const std::string_view parts[] = {text};
         io::write_file_atomic((fs::path(dir) / name).string(), parts, "copying " + name);
     }

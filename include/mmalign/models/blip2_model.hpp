@@ -157,6 +157,7 @@ struct Blip2Model {
             throw IoError(dir + "/config.json: " + problem);
         const io::Checkpoint file = io::Checkpoint::open(dir);
         Blip2VisionQueries<B>::adapt_to(c, file);
+        c.check_against(file, dir + "/config.json", /*language_model=*/true);  // before anything is allocated
         Blip2Model m(c);
         io::load_mapped(be, m, file, io::hf_tensor_map(m));
         return m;

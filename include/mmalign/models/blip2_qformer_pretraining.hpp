@@ -90,6 +90,8 @@ struct Blip2QFormerPretraining {
         Blip2Config<B> c = Blip2Config<B>::from_folder(dir);
         const io::Checkpoint file = io::Checkpoint::open(dir);
         Blip2VisionQueries<B>::adapt_to(c, file);
+        // Before anything is allocated; the Q-Former may be initialised here rather than read.
+        c.check_against(file, dir + "/config.json", /*language_model=*/false, /*qformer_in_file=*/false);
         Blip2QFormerPretraining m(std::move(c));
         m.init_weights(seed);
         io::TensorMap map = io::hf_tensor_map(m);

@@ -125,6 +125,7 @@ struct Blip2ForImageTextRetrieval {
         Blip2Config<B> c = Blip2Config<B>::from_folder(dir);
         const io::Checkpoint file = io::Checkpoint::open(dir);
         Blip2VisionQueries<B>::adapt_to(c, file);
+        c.check_against(file, dir + "/config.json", /*language_model=*/false);  // before anything is allocated
         Blip2ForImageTextRetrieval m(std::move(c));
         // A folder written by stage-1 pretraining (models/blip2_qformer_pretraining.hpp) also holds
         // LAVIS's ITG head and temperature, which transformers loads as unused keys too.

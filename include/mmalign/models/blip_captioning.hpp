@@ -108,8 +108,11 @@ struct BlipForConditionalGeneration {
 
     /// A Hugging Face BlipForConditionalGeneration folder (config.json, model.safetensors or shards).
     static BlipForConditionalGeneration from_pretrained(B& be, const std::string& dir) {
-        BlipForConditionalGeneration m(BlipConfig<B>::from_folder(dir));
-        io::load_mapped(be, m, io::Checkpoint::open(dir), io::hf_tensor_map(m));
+        const BlipConfig<B> config = BlipConfig<B>::from_folder(dir);
+        const io::Checkpoint file = io::Checkpoint::open(dir);
+        config.check_against(file, dir + "/config.json");  // before anything is allocated
+        BlipForConditionalGeneration m(config);
+        io::load_mapped(be, m, file, io::hf_tensor_map(m));
         return m;
     }
 };

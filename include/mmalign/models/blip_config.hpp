@@ -10,9 +10,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "mmalign/encoders/bert_transformer.hpp"
 #include "mmalign/encoders/vision_transformer.hpp"
+#include "mmalign/io/config_checkpoint.hpp"
 #include "mmalign/io/hf_config.hpp"
 
 namespace mmalign {
@@ -68,6 +70,36 @@ struct BlipConfig {
             return "text_config.encoder_hidden_size " + std::to_string(text.encoder_hidden_size) +
                    " differs from vision_config.hidden_size " + std::to_string(vision.hidden);
         return {};
+    }
+
+    /// What in config.json (read from `where`) the checkpoint `file` contradicts, from its header
+    /// alone, as one IoError naming the field and the tensor; then the memory estimate (the
+    /// towers' blocks, a lower bound) against the values the checkpoint holds. Every BLIP model's
+    /// from_pretrained calls it before it allocates (io/config_checkpoint.hpp).
+    template <class S>
+    void check_against(const S& file, const std::string& where) const {
+        const auto& v = vision;
+        const auto& t = text.bert;
+        std::vector<io::ConfigTensor> tensors =
+            io::vision_tower_tensors("vision_config", v.hidden, v.channels, v.patch_size, v.image_size, v.tokens(), v.mlp_hidden);
+        // BlipModel's text_model, the retrieval and VQA text_encoder, the captioning and VQA text_decoder.
+        static constexpr const char* towers[] = {"text_model.", "text_encoder.", "text_decoder.bert."};
+        for (const char* p : towers) {
+            const auto more = io::bert_tower_tensors(p, "text_config", t.vocab_size, t.max_positions, t.hidden, t.mlp_hidden);
+            tensors.insert(tensors.end(), more.begin(), more.end());
+        }
+        std::string why = io::config_checkpoint_problem(file, tensors);
+        if (why.empty())
+            why = io::layer_count_problem(file, "vision_model.encoder.layers.", "vision_config.num_hidden_layers", v.layers);
+        for (const char* p : towers)
+            if (why.empty())
+                why = io::layer_count_problem(file, std::string(p) + "encoder.layer.", "text_config.num_hidden_layers", t.layers);
+        if (why.empty())
+            why = io::parameter_budget_problem(file,
+                                               io::transformer_blocks_lower_bound(v.layers, v.hidden, v.mlp_hidden) +
+                                                   io::transformer_blocks_lower_bound(t.layers, t.hidden, t.mlp_hidden),
+                                               "a BLIP model", true);
+        if (!why.empty()) throw IoError(where + ": " + why);
     }
 
     /// The config of a Hugging Face BLIP folder (`dir`/config.json).

@@ -93,8 +93,11 @@ struct BlipModel {
 
     /// A Hugging Face BlipModel folder.
     static BlipModel from_pretrained(B& be, const std::string& dir) {
-        BlipModel m(BlipConfig<B>::from_folder(dir));
-        io::load_mapped(be, m, io::Checkpoint::open(dir), io::hf_tensor_map(m));
+        const BlipConfig<B> config = BlipConfig<B>::from_folder(dir);
+        const io::Checkpoint file = io::Checkpoint::open(dir);
+        config.check_against(file, dir + "/config.json");  // before anything is allocated
+        BlipModel m(config);
+        io::load_mapped(be, m, file, io::hf_tensor_map(m));
         return m;
     }
 

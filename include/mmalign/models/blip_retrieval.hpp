@@ -102,8 +102,11 @@ struct BlipForImageTextRetrieval {
 
     /// A Hugging Face BlipForImageTextRetrieval folder (config.json, model.safetensors or shards).
     static BlipForImageTextRetrieval from_pretrained(B& be, const std::string& dir) {
-        BlipForImageTextRetrieval m(BlipConfig<B>::from_folder(dir));
-        io::load_mapped(be, m, io::Checkpoint::open(dir), io::hf_tensor_map(m));
+        const BlipConfig<B> config = BlipConfig<B>::from_folder(dir);
+        const io::Checkpoint file = io::Checkpoint::open(dir);
+        config.check_against(file, dir + "/config.json");  // before anything is allocated
+        BlipForImageTextRetrieval m(config);
+        io::load_mapped(be, m, file, io::hf_tensor_map(m));
         return m;
     }
 

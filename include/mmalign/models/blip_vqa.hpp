@@ -105,8 +105,11 @@ struct BlipForQuestionAnswering {
 
     /// A Hugging Face BlipForQuestionAnswering folder.
     static BlipForQuestionAnswering from_pretrained(B& be, const std::string& dir) {
-        BlipForQuestionAnswering m(BlipConfig<B>::from_folder(dir));
-        io::load_mapped(be, m, io::Checkpoint::open(dir), io::hf_tensor_map(m));
+        const BlipConfig<B> config = BlipConfig<B>::from_folder(dir);
+        const io::Checkpoint file = io::Checkpoint::open(dir);
+        config.check_against(file, dir + "/config.json");  // before anything is allocated
+        BlipForQuestionAnswering m(config);
+        io::load_mapped(be, m, file, io::hf_tensor_map(m));
         return m;
     }
 };

@@ -16,9 +16,11 @@
 #include <random>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "mmalign/encoders/text_transformer.hpp"
 #include "mmalign/encoders/vision_transformer.hpp"
+#include "mmalign/io/config_checkpoint.hpp"
 #include "mmalign/io/hf_config.hpp"
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/nn/linear.hpp"
@@ -53,6 +55,51 @@ struct Clip {
             Config m;
             io::read_hf_fields(m, c);
             return m;
+        }
+
+        /// The tensors of a HF CLIPModel checkpoint (modeling_clip.py's names) whose dimensions the
+        /// config's sizes give, each dimension with its field: compared with the checkpoint's
+        /// header before anything is allocated (io/config_checkpoint.hpp).
+        std::vector<io::ConfigTensor> checkpoint_tensors() const {
+            const auto& v = vision;
+            const auto& t = text;
+            std::vector<io::ConfigTensor> out = io::vision_tower_tensors(
+                "vision_config", v.hidden, v.channels, v.patch_size, v.image_size, v.tokens(), v.mlp_hidden);
+            const io::ConfigDim dv{"vision_config.hidden_size", v.hidden}, dt{"text_config.hidden_size", t.hidden};
+            out.push_back({"vision_model.embeddings.class_embedding", {dv}});
+            out.push_back({"text_model.embeddings.token_embedding.weight", {{"text_config.vocab_size", t.vocab_size}, dt}});
+            out.push_back({"text_model.embeddings.position_embedding.weight",
+                           {{"text_config.max_position_embeddings", t.max_positions}, dt}});
+            out.push_back({"text_model.encoder.layers.0.mlp.fc1.weight", {{"text_config.intermediate_size", t.mlp_hidden}, dt}});
+            out.push_back({"visual_projection.weight", {{"projection_dim", projection_dim}, dv}});
+            out.push_back({"text_projection.weight", {{"projection_dim", projection_dim}, dt}});
+            return out;
+        }
+
+        /// The parameters (values) the model holds: the memory estimate a checkpoint must cover.
+        double parameter_count() const {
+            auto block = [](double d, double f) { return 4 * (d * d + d) + 2 * d * f + f + d + 4 * d; };
+            const double dv = double(vision.hidden), dt = double(text.hidden);
+            const double patch = double(vision.channels) * double(vision.patch_size) * double(vision.patch_size);
+            const double image = dv * (1 + patch + double(vision.tokens()) + 4) +
+                                 double(vision.layers) * block(dv, double(vision.mlp_hidden));
+            const double words = dt * (double(text.vocab_size) + double(text.max_positions) + 2) +
+                                 double(text.layers) * block(dt, double(text.mlp_hidden));
+            return image + words + double(projection_dim) * (dv + dt) + 1;
+        }
+
+        /// What in config.json (read from `where`) the checkpoint contradicts, checked on the
+        /// headers alone, as one IoError naming the file and the field.
+        void check_against(const io::Checkpoint& file, const std::string& where) const {
+            std::string why = io::config_checkpoint_problem(file, checkpoint_tensors());
+            if (why.empty())
+                why = io::layer_count_problem(file, "vision_model.encoder.layers.", "vision_config.num_hidden_layers",
+                                              vision.layers);
+            if (why.empty())
+                why = io::layer_count_problem(file, "text_model.encoder.layers.", "text_config.num_hidden_layers",
+                                              text.layers);
+            if (why.empty()) why = io::parameter_budget_problem(file, parameter_count(), "a CLIP model");
+            if (!why.empty()) throw IoError(where + ": " + why);
         }
     };
     struct ImageSaved {
@@ -186,10 +233,16 @@ struct Clip {
 
     /// A Hugging Face CLIP folder: config.json plus model.safetensors (or a sharded index).
     /// Checkpoint keys the model does not use (old position_ids buffers) are ignored only where
-    /// io::load_parameters ignores them; any missing or misshapen tensor is an IoError.
+    /// io::load_parameters ignores them; any missing or misshapen tensor is an IoError. The
+    /// config's sizes are compared with the checkpoint's header shapes, and its parameter count with
+    /// the values the checkpoint holds, before the model is allocated (Config::check_against).
     static Clip from_pretrained(B& be, const std::string& dir) {
-        Clip m(Config::from_hf(io::load_clip_config(dir + "/config.json")));
-        io::load_parameters(be, m, io::Checkpoint::open(dir), "");
+        const std::string config_path = dir + "/config.json";
+        const Config config = Config::from_hf(io::load_clip_config(config_path));
+        const io::Checkpoint file = io::Checkpoint::open(dir);
+        config.check_against(file, config_path);
+        Clip m(config);
+        io::load_parameters(be, m, file, "");
         return m;
     }
 };

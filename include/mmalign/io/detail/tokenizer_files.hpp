@@ -2,14 +2,13 @@
 // (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json,
 // added_tokens.json) with errors a user can act on, shared by the byte-level BPE tokenizers.
 //
-// Every read is bounded: the path must be a regular file (a FIFO would block the open, /dev/zero
-// never ends) of at most max_tokenizer_file_bytes, checked before anything is allocated. Errors
-// are IoError "<who>: '<file>': <what>", one line.
+// Every read goes through io/input_file.hpp: the path must be a regular, non-empty file (a FIFO
+// would block the open, /dev/zero never ends) of at most max_tokenizer_file_bytes, checked from
+// fstat before anything is allocated. Errors are IoError "<who>: '<file>': <what>", one line.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,14 +16,18 @@
 #include <nlohmann/json.hpp>
 
 #include "mmalign/core/error.hpp"
+#include "mmalign/io/input_file.hpp"
+#include "mmalign/io/json_fields.hpp"
 
 namespace mmalign::io::detail {
 
-/// The largest tokenizer file read: the biggest Hub tokenizer.json files are tens of MiB.
+/// The largest tokenizer file read (vocab.json, merges.txt, tokenizer.json, vocab.txt and the small
+/// JSON files beside them): the biggest Hub tokenizer.json files are tens of MiB (a 256k-token
+/// Unigram/BPE vocabulary with its merges stays under 40 MiB).
 inline constexpr std::uintmax_t max_tokenizer_file_bytes = std::uintmax_t(256) << 20;
 
 [[noreturn]] inline void tokenizer_file_fail(std::string_view who, const std::string& file, const std::string& what) {
-    throw IoError(std::string(who) + ": '" + file + "': " + what);
+    input_file_fail(who, file, what);
 }
 
 /// A JSON value's kind for messages: "a string", "an integer (5)", "null", ...
@@ -44,25 +47,12 @@ inline std::string json_quoted(std::string_view s) {
     return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-/// The bytes of a regular file of at most max_bytes.
+/// The bytes of a regular file of 1 to max_bytes bytes (0 to max_bytes with allow_empty), through
+/// io/input_file.hpp: a FIFO, directory or device is refused by its kind without blocking, and an
+/// oversized file by its size before a byte is read.
 inline std::string read_tokenizer_file(const std::string& path, std::string_view who,
-                                       std::uintmax_t max_bytes = max_tokenizer_file_bytes) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::file_status st = fs::status(path, ec);
-    if (ec || !fs::exists(st)) tokenizer_file_fail(who, path, "cannot open: no such file");
-    if (!fs::is_regular_file(st)) tokenizer_file_fail(who, path, "not a regular file (a directory, FIFO or device)");
-    const std::uintmax_t size = fs::file_size(path, ec);
-    if (ec) tokenizer_file_fail(who, path, "cannot read its size: " + ec.message());
-    if (size > max_bytes)
-        tokenizer_file_fail(who, path, std::to_string(size) + " bytes, more than the " + std::to_string(max_bytes) +
-                                           " this reader accepts");
-    std::ifstream f(path, std::ios::binary);
-    if (!f) tokenizer_file_fail(who, path, "cannot open for reading");
-    std::string data(static_cast<std::size_t>(size), '\0');
-    f.read(data.data(), static_cast<std::streamsize>(size));
-    if (f.gcount() != static_cast<std::streamsize>(size)) tokenizer_file_fail(who, path, "read fewer bytes than its size");
-    return data;
+                                       std::uintmax_t max_bytes = max_tokenizer_file_bytes, bool allow_empty = false) {
+    return read_input_file(path, max_bytes, who, allow_empty);
 }
 
 /// A tokenizer JSON file, parsed (any JSON value).
@@ -71,7 +61,7 @@ inline nlohmann::json read_tokenizer_json(const std::string& path, std::string_v
     try {
         return nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-        tokenizer_file_fail(who, path, std::string("not valid JSON: ") + e.what());
+        tokenizer_file_fail(who, path, "not valid JSON: " + json_error_text(e.what()));
     }
 }
 
