@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config
           libeigen3-dev libxtensor-dev doctest-dev nlohmann-json3-dev libopenblas-dev
-          libstb-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
+          libjpeg62-turbo-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

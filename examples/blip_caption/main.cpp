@@ -27,6 +27,7 @@
 #include "mmalign/models/blip_vqa.hpp"
 #include "mmalign/models/clip.hpp"
 
+#include "../common/cli_options.hpp"
 #include "../common/image_files.hpp"
 
 using namespace mmalign;
@@ -56,12 +57,7 @@ Args parse(int argc, char** argv) {
         else if (k == "--clip") a.clip = value();
         else if (k == "--itm") a.itm = value();
         else if (k == "--query") a.query = value();
-        else if (k == "--top-k") {
-            const std::string v = value();
-            const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), a.top_k);
-            if (ec != std::errc() || end != v.data() + v.size() || a.top_k < 1)
-                throw ArgumentError("--top-k expects a positive integer, found \"" + v + "\"");
-        }
+        else if (k == "--top-k") a.top_k = index_t(cli::integer(k, value(), 1, 1 << 20));  // images ranked by ITM
         else if (k.starts_with("--")) throw ArgumentError("unknown option " + k);
         else cli::add_images(k, a.images);  // a file, or a folder's image files in name order
     }

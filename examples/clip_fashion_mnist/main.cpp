@@ -4,7 +4,15 @@
 // class name through the template ensemble, as CLIP's zero-shot evaluation does.
 //
 //   clip_fashion_mnist [--data DIR] [--out DIR] [--quick] [--epochs E] [--batch B] [--threads T]
-//                      [--seed S] [--steps N] [--stop-after N] [--resume CKPT] [--tensorboard DIR]
+//                      [--seed S] [--lr X] [--steps N] [--stop-after N] [--resume CKPT] [--tensorboard DIR]
+//                      [--skip-nonfinite-steps] [--allow-nonfinite-checkpoint]
+//
+// One run writes OUT at a time (OUT/.lock, train/run_directory.hpp: a second run exits naming the
+// holder's pid), and temporary files of writers killed mid-save are removed at start. A resumed
+// run drops the metrics records the interrupted one logged past the checkpoint, so every step is
+// logged once. A step whose loss or gradient is not finite stops the run naming the step and the
+// parameter (or is skipped and counted with --skip-nonfinite-steps); a checkpoint holding NaN or
+// an infinity is refused unless --allow-nonfinite-checkpoint.
 //
 // Data: the Debian package dataset-fashion-mnist (IDX gzip under /usr/share/datasets/fashion-mnist).
 // Writes OUT/checkpoint.safetensors, OUT/metrics.jsonl, TensorBoard events of the same numbers
@@ -19,8 +27,10 @@
 #include <mmalign/models/clip_contrastive.hpp>
 #include <mmalign/train/adamw.hpp>
 #include <mmalign/train/checkpoint.hpp>
+#include <mmalign/train/nonfinite.hpp>
 #include <mmalign/train/plot.hpp>
 #include <mmalign/train/progress.hpp>
+#include <mmalign/train/run_directory.hpp>
 #include <mmalign/train/schedule.hpp>
 #include <mmalign/train/train_step.hpp>
 
@@ -34,6 +44,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include "../common/cli_options.hpp"
 
 using namespace mmalign;
 using Be = CpuBackend<float>;
@@ -58,9 +70,31 @@ struct Options {
     int batch = 256;
     int threads = 2;
     unsigned seed = 0;
+    double lr = 2e-3;
     long steps = -1;       // overrides epochs
     long stop_after = -1;  // stop (with a checkpoint) after this many steps
+    bool skip_nonfinite = false, allow_nonfinite_checkpoint = false;
 };
+
+const char* const kUsage =
+    "usage: clip_fashion_mnist [--data DIR] [--out DIR] [--quick] [--epochs E] [--batch B] [--threads T]\n"
+    "                          [--seed S] [--lr X] [--steps N] [--stop-after N] [--resume CKPT]\n"
+    "                          [--tensorboard DIR] [--skip-nonfinite-steps] [--allow-nonfinite-checkpoint]\n"
+    "writes OUT/metrics.jsonl, TensorBoard events in OUT/tb (or DIR), OUT/curves.svg and\n"
+    "OUT/curves.png, and OUT/checkpoint.safetensors (default OUT: clip_fashion_mnist_out); one run\n"
+    "per OUT at a time (OUT/.lock)\n"
+    "numbers:\n"
+    "  --epochs E      [1, 10000], default 12 (at most 4 with --quick)\n"
+    "  --batch B       [1, 60000] and at most the training images (12,000 with --quick) and memory; default 256\n"
+    "  --threads T     [1, 4096], default 2\n"
+    "  --seed S        [0, 4294967295], default 0\n"
+    "  --lr X          AdamW's peak learning rate, a finite number > 0, default 0.002\n"
+    "  --steps N       [1, 2^40], replaces the epochs; not below a resumed checkpoint's step\n"
+    "  --stop-after N  [1, 2^40]: save the checkpoint and stop after step N (past a resumed step)\n"
+    "non-finite values:\n"
+    "  a step whose loss or gradient is NaN/inf stops the run naming the step and the parameter;\n"
+    "  --skip-nonfinite-steps skips it instead (no update), counted as \"skipped_steps\" in metrics.jsonl.\n"
+    "  --allow-nonfinite-checkpoint resumes from a checkpoint holding NaN/inf (refused by default).\n";
 
 // ---- data ---------------------------------------------------------------------------------
 struct Split {
@@ -237,10 +271,11 @@ Eval evaluate(Be& be, const Clip<Be>& model, const WordTokenizer& tok, const Spl
 
 Options parse(int argc, char** argv) {
     Options o;
+    constexpr long long big = 1LL << 40;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {
-            if (i + 1 >= argc) throw ArgumentError("option " + a + " needs a value");
+            if (i + 1 >= argc) throw cli::UsageError(a + " needs a value");
             return argv[++i];
         };
         if (a == "--data") o.data = next();
@@ -248,28 +283,50 @@ Options parse(int argc, char** argv) {
         else if (a == "--resume") o.resume = next();
         else if (a == "--tensorboard") o.tensorboard = next();
         else if (a == "--quick") o.quick = true;
-        else if (a == "--epochs") o.epochs = std::stoi(next());
-        else if (a == "--batch") o.batch = std::stoi(next());
-        else if (a == "--threads") o.threads = std::stoi(next());
-        else if (a == "--seed") o.seed = unsigned(std::stoul(next()));
-        else if (a == "--steps") o.steps = std::stol(next());
-        else if (a == "--stop-after") o.stop_after = std::stol(next());
+        else if (a == "--epochs") o.epochs = int(cli::integer(a, next(), 1, 10000));
+        else if (a == "--batch") o.batch = int(cli::integer(a, next(), 1, 60000));
+        else if (a == "--threads") o.threads = int(cli::integer(a, next(), 1, 4096));
+        else if (a == "--seed") o.seed = unsigned(cli::integer(a, next(), 0, 4294967295LL));
+        else if (a == "--lr") o.lr = cli::real(a, next(), [](double x) { return x > 0; }, "a positive number");
+        else if (a == "--steps") o.steps = long(cli::integer(a, next(), 1, big));
+        else if (a == "--stop-after") o.stop_after = long(cli::integer(a, next(), 1, big));
+        else if (a == "--skip-nonfinite-steps") o.skip_nonfinite = true;
+        else if (a == "--allow-nonfinite-checkpoint") o.allow_nonfinite_checkpoint = true;
         else if (a == "--help" || a == "-h") {
-            std::printf("usage: clip_fashion_mnist [--data DIR] [--out DIR] [--quick] [--epochs E] [--batch B]\n"
-                        "                          [--threads T] [--seed S] [--steps N] [--stop-after N] [--resume CKPT]\n"
-                        "                          [--tensorboard DIR]\n"
-                        "writes OUT/metrics.jsonl, TensorBoard events in OUT/tb (or DIR), OUT/curves.svg and\n"
-                        "OUT/curves.png, and OUT/checkpoint.safetensors (default OUT: clip_fashion_mnist_out)\n");
+            std::fputs(kUsage, stdout);
             std::exit(0);
-        } else throw ArgumentError("unknown option " + a + " (see --help)");
+        } else throw cli::UsageError("unknown option \"" + a + "\"");
     }
     return o;
 }
 
-}  // namespace
+/// A lower bound on what training with batch B allocates, in bytes: the [B, B] soft targets, logits
+/// and their gradients (six such matrices), the pixels and token rows, and the activations each
+/// layer keeps for the backward pass ([N, 4D + M] and the attention scores [H, N, N] per example).
+double training_bytes(const Clip<Be>::Config& c, index_t B) {
+    const double n_v = double(c.vision.tokens()), n_t = double(c.text.max_positions);
+    const double vision = double(c.vision.layers) *
+                          (n_v * double(4 * c.vision.hidden + c.vision.mlp_hidden) + double(c.vision.heads) * n_v * n_v);
+    const double text =
+        double(c.text.layers) * (n_t * double(4 * c.text.hidden + c.text.mlp_hidden) + double(c.text.heads) * n_t * n_t);
+    const double b = double(B);
+    return 4.0 * (6.0 * b * b + b * (784.0 + 2.0 * n_t + vision + text));
+}
 
-int main(int argc, char** argv) try {
+/// The skipped-step count a checkpoint kept (0 in one written before it was kept).
+long skipped_steps_of(const std::string& path) {
+    const auto meta = io::SafetensorsFile::open(path).metadata();
+    const auto it = meta.find("skipped_steps");
+    if (it == meta.end()) return 0;
+    return long(cli::integer(path + ": metadata \"skipped_steps\"", it->second, 0, 1LL << 40));
+}
+
+int run(int argc, char** argv) {
     Options opt = parse(argc, argv);
+    // One run per output folder, taken before anything is read or written; leftovers of writers
+    // killed mid-save (checkpoint.safetensors.tmp.<pid>.<n>) go.
+    RunDirectory out_dir(opt.out);
+    out_dir.remove_stale_temporaries();
     Split train = load_split(opt.data, "train"), test = load_split(opt.data, "t10k");
     WordTokenizer tok;
     // --quick: a smaller model on a fifth of the data, for CI (asserted target below).
@@ -284,6 +341,13 @@ int main(int argc, char** argv) try {
                 .heads = 4, .mlp_hidden = opt.quick ? 64 : 128, .activation = Activation::gelu, .eps = 1e-5,
                 .eos_token_id = tok.eos};
     cfg.projection_dim = opt.quick ? 32 : 64;
+    // The batch is checked against the data and the memory before anything is sized from it: an
+    // epoch holds train_n / B steps, and B = 0 or B > train_n would give none.
+    if (opt.batch > train_n)
+        throw cli::OptionError("--batch: " + std::to_string(opt.batch) + " is more than the " + std::to_string(train_n) +
+                               " training images" + (opt.quick ? " of --quick" : "") +
+                               "; an epoch would hold no step (give at most " + std::to_string(train_n) + ")");
+    cli::check_memory("--batch", opt.batch, training_bytes(cfg, opt.batch), "training's batch matrices and activations");
     Clip<Be> model(cfg);
     model.init_like_hf(opt.seed + 1);
 
@@ -291,16 +355,35 @@ int main(int argc, char** argv) try {
     const index_t B = opt.batch, L = tok.length;
     const long steps_per_epoch = long(train_n / B);
     const long total = opt.steps > 0 ? opt.steps : steps_per_epoch * opt.epochs;
-    AdamW<Be> adamw({.lr = 2e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.05});
-    WarmupCosine sched{.base_lr = 2e-3, .warmup = std::min(200L, total / 10), .total = total};
+    AdamW<Be> adamw({.lr = opt.lr, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.05});
+    WarmupCosine sched{.base_lr = opt.lr, .warmup = std::min(200L, total / 10), .total = total};
     // One step: zero_grad, features, soft-target InfoNCE, backward, clip the global norm to 1,
-    // AdamW at the schedule's rate, clamp the logit scale (train/train_step.hpp).
-    TrainStep<Be> trainer(adamw, {.max_grad_norm = 1.0});
+    // AdamW at the schedule's rate, clamp the logit scale (train/train_step.hpp). A non-finite
+    // loss or gradient makes no update; below, it stops the run or is counted as skipped.
+    TrainStep<Be> trainer(adamw, {.max_grad_norm = 1.0, .skip_nonfinite = true});
     ClipContrastiveTask<Be> task(model);
 
-    std::filesystem::create_directories(opt.out);
-    long step = 0;
-    if (!opt.resume.empty()) step = long(load_checkpoint(opt.resume, model, adamw));
+    long step = 0, skipped = 0;
+    if (!opt.resume.empty()) {
+        step = long(load_checkpoint(opt.resume, model, adamw, {.allow_nonfinite = opt.allow_nonfinite_checkpoint}));
+        skipped = skipped_steps_of(opt.resume);
+        // A run told to end before its checkpoint would rewind it (and save a step-N checkpoint
+        // whose optimizer has taken more steps).
+        if (step > total)
+            throw cli::OptionError(std::string(opt.steps > 0 ? "--steps" : "--epochs") + ": the run would end at step " +
+                                   std::to_string(total) + ", before step " + std::to_string(step) + " where " +
+                                   opt.resume + " is; give --steps " + std::to_string(step) + " or more");
+        if (opt.stop_after > 0 && opt.stop_after <= step)
+            throw cli::OptionError("--stop-after: " + std::to_string(opt.stop_after) + " is not past step " +
+                                   std::to_string(step) + " where " + opt.resume + " is");
+        // What an interrupted run logged past the checkpoint is logged again below: its loss
+        // records (logged at the 0-based step index, so index `step` too) and anything later. The
+        // epoch-end evaluation at `step` was logged before the checkpoint was saved and stays.
+        drop_metrics_records(opt.out + "/metrics.jsonl", [&](const nlohmann::json& rec) {
+            const std::int64_t at = record_step(rec);
+            return at > step || (at == step && !rec.contains("zero_shot_top1_2k"));
+        });
+    }
     const std::string tb_dir = opt.tensorboard.empty() ? opt.out + "/tb" : opt.tensorboard;
     MetricsLog metrics(opt.out + "/metrics.jsonl", /*append=*/!opt.resume.empty(),
                        {.tensorboard_dir = tb_dir, .start_step = step});
@@ -349,13 +432,18 @@ int main(int argc, char** argv) try {
                                     sched(step));
         const auto& r = record.result;
         const double gnorm = record.grad_norm, lr = record.lr;
+        if (record.nonfinite && !opt.skip_nonfinite) throw Error(nonfinite_step_message(be, model, step + 1, record.loss, gnorm));
+        skipped += record.nonfinite ? 1 : 0;
 
-        loss_avg = step % steps_per_epoch == 0 && loss_curve.empty() ? r.loss : 0.95 * loss_avg + 0.05 * r.loss;
+        if (!record.nonfinite)
+            loss_avg = step % steps_per_epoch == 0 && loss_curve.empty() ? r.loss : 0.95 * loss_avg + 0.05 * r.loss;
         if (step % 10 == 0 || step + 1 == total) {
-            metrics.write({{"step", step}, {"epoch", double(step) / steps_per_epoch}, {"loss", r.loss}, {"lr", lr},
-                           {"grad_norm", gnorm}, {"logit_scale", model.logit_scale.value(0)},
-                           {"batch_i2t_acc", r.image_to_text_accuracy}});
-            loss_curve.emplace_back(double(step) / steps_per_epoch, r.loss);
+            // JSON has no NaN: a skipped step's non-finite figures are written as null.
+            auto figure = [](double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); };
+            metrics.write({{"step", step}, {"epoch", double(step) / steps_per_epoch}, {"loss", figure(r.loss)}, {"lr", lr},
+                           {"grad_norm", figure(gnorm)}, {"logit_scale", model.logit_scale.value(0)},
+                           {"batch_i2t_acc", r.image_to_text_accuracy}, {"skipped_steps", skipped}});
+            if (!record.nonfinite) loss_curve.emplace_back(double(step) / steps_per_epoch, r.loss);
         }
         char status[96];
         std::snprintf(status, sizeof status, "epoch %ld loss %.4f", epoch + 1, loss_avg);
@@ -369,7 +457,8 @@ int main(int argc, char** argv) try {
             t0 = std::chrono::steady_clock::now();
         }
         if (opt.stop_after > 0 && step + 1 == opt.stop_after && step + 1 < total) {
-            save_checkpoint(opt.out + "/checkpoint.safetensors", model, adamw, step + 1);
+            save_checkpoint(opt.out + "/checkpoint.safetensors", model, adamw, step + 1,
+                            {{"skipped_steps", std::to_string(skipped)}});
             std::printf("stopped after step %ld; resume with --resume %s/checkpoint.safetensors\n", step + 1, opt.out.c_str());
             return 0;
         }
@@ -378,8 +467,8 @@ int main(int argc, char** argv) try {
 
     Eval ev = evaluate(be, model, tok, test, eval_n);
     acc_curve.emplace_back(double(total) / steps_per_epoch, ev.top1);
-    save_checkpoint(opt.out + "/checkpoint.safetensors", model, adamw, total);
-    metrics.write({{"step", total}, {"zero_shot_top1", ev.top1}, {"i2t_R@1", ev.i2t_r1}, {"i2t_R@5", ev.i2t_r5},
+    save_checkpoint(opt.out + "/checkpoint.safetensors", model, adamw, total, {{"skipped_steps", std::to_string(skipped)}});
+    metrics.write({{"step", total}, {"skipped_steps", skipped}, {"zero_shot_top1", ev.top1}, {"i2t_R@1", ev.i2t_r1}, {"i2t_R@5", ev.i2t_r5},
                    {"t2i_R@1", ev.t2i_r1}, {"t2i_R@5", ev.t2i_r5}, {"train_seconds", train_seconds},
                    {"test_images", eval_n}});
 
@@ -445,10 +534,12 @@ int main(int argc, char** argv) try {
         return 3;
     }
     return 0;
-} catch (const mmalign::Error& e) {
-    std::fprintf(stderr, "clip_fashion_mnist: %s\n", e.what());
-    return 1;
-} catch (const std::exception& e) {
-    std::fprintf(stderr, "clip_fashion_mnist: %s\n", e.what());
-    return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Exit codes: 0, 1 for bad input or a failed run (one line on stderr), 2 for bad usage (with
+    // the usage text), 3 when the full run misses its accuracy target.
+    return cli::run_main("clip_fashion_mnist", kUsage, [&] { return run(argc, argv); });
 }

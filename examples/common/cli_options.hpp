@@ -11,10 +11,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <mmalign/generation/config_json.hpp>
 #include <mmalign/io/json_fields.hpp>
@@ -30,24 +34,94 @@ struct OptionError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-/// A whole-number option value in [min, max].
+/// An option's value as the messages quote it: in single quotes, control characters and bytes
+/// outside printable ASCII as \xNN, cut after 64 characters (a value can be anything a shell passes).
+inline std::string quoted(const std::string& v) {
+    constexpr std::size_t max_chars = 64;
+    std::string out = "'";
+    for (std::size_t i = 0; i < v.size() && i < max_chars; ++i) {
+        const auto c = static_cast<unsigned char>(v[i]);
+        if (c >= 0x20 && c < 0x7F && c != '\\') {
+            out += char(c);
+        } else {
+            constexpr char hex[] = "0123456789abcdef";
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    if (v.size() > max_chars) out += "...";
+    return out + "'";
+}
+
+/// A whole-number option value in [min, max]. Decimal digits with an optional sign and nothing
+/// else (no spaces, no "1e3", no "0x"), as strtol would take them less its silent wrap-around:
+///   "--batch: expected an integer, found 'abc'"
+///   "--threads: 3000000000 is outside the allowed range [1, 4096]"
+/// A value too large for any integer type is out of range, not malformed.
 inline long long integer(const std::string& flag, const std::string& v, long long min, long long max) {
+    const char* first = v.data();
+    const char* last = v.data() + v.size();
+    if (first != last && *first == '+' && last - first > 1 && first[1] != '-') ++first;  // "+5", as strtol takes it
     long long x = 0;
-    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-    if (ec != std::errc() || end != v.data() + v.size() || x < min || x > max)
-        throw OptionError(flag + " expects an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
-                          "], found \"" + v + "\"");
+    const auto [end, ec] = std::from_chars(first, last, x);
+    if (first == last || end != last || (ec != std::errc() && ec != std::errc::result_out_of_range))
+        throw OptionError(flag + ": expected an integer, found " + quoted(v));
+    if (ec == std::errc::result_out_of_range || x < min || x > max)
+        throw OptionError(flag + ": " + v +  // digits only here
+                          " is outside the allowed range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
     return x;
 }
 
-/// A finite real option value; `ok` says whether it is in range, `range` says which range in the message.
+/// A finite real option value; `ok` says whether it is in range, `range` names that range in the
+/// message ("a positive number"). NaN and infinities are refused whatever `ok` says:
+///   "--learning-rate: expected a number, found 'fast'"
+///   "--learning-rate: expected a positive number, found '-1'" (or 'nan', 'inf')
 template <class Ok>
 double real(const std::string& flag, const std::string& v, Ok ok, const char* range) {
+    const char* first = v.data();
+    const char* last = v.data() + v.size();
+    if (first != last && *first == '+' && last - first > 1 && first[1] != '-') ++first;
     double x = 0;
-    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-    if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x) || !ok(x))
-        throw OptionError(flag + " expects " + range + ", found \"" + v + "\"");
+    const auto [end, ec] = std::from_chars(first, last, x);
+    if (first == last || end != last || (ec != std::errc() && ec != std::errc::result_out_of_range))
+        throw OptionError(flag + ": expected a number, found " + quoted(v));
+    if (ec == std::errc::result_out_of_range || !std::isfinite(x) || !ok(x))
+        throw OptionError(flag + ": expected " + range + ", found " + quoted(v));
     return x;
+}
+
+/// What this process may allocate, in bytes, and where the bound comes from: the machine's
+/// physical memory, or a smaller address-space or data limit (ulimit -v / -d). 0 when unknown.
+struct MemoryBound {
+    double bytes = 0;
+    const char* source = "of memory here";
+};
+inline MemoryBound memory_bound() {
+    MemoryBound m;
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0) m.bytes = double(pages) * double(page);
+    for (const int resource : {RLIMIT_AS, RLIMIT_DATA}) {
+        rlimit r{};
+        if (::getrlimit(resource, &r) == 0 && r.rlim_cur != RLIM_INFINITY && (m.bytes <= 0 || double(r.rlim_cur) < m.bytes)) {
+            m.bytes = double(r.rlim_cur);
+            m.source = resource == RLIMIT_AS ? "this process may map (ulimit -v)" : "this process may allocate (ulimit -d)";
+        }
+    }
+    return m;
+}
+
+/// Refuses an option whose value would make the command allocate more than memory_bound(),
+/// before anything is allocated: `bytes` is the command's estimate of what `value` costs (a lower
+/// bound, so a refusal is certain), `what` says what it is for. A command that could only swap or
+/// end in std::bad_alloc is better stopped with the option named.
+inline void check_memory(const std::string& flag, long long value, double bytes, const std::string& what) {
+    const MemoryBound have = memory_bound();
+    if (have.bytes <= 0 || bytes <= have.bytes) return;
+    char msg[256];
+    std::snprintf(msg, sizeof msg, "%lld needs at least %.2f GiB for %s, more than the %.2f GiB %s", value,
+                  bytes / double(1ULL << 30), what.c_str(), have.bytes / double(1ULL << 30), have.source);
+    throw OptionError(flag + ": " + msg + "; give a smaller value");
 }
 
 /// The generation options' lines of a usage text (each tool says above them where its defaults
@@ -191,6 +265,9 @@ int run_main(const char* tool, const char* usage, Body&& body) {
     } catch (const UsageError& e) {
         std::fprintf(stderr, "%s: %s\n%s", tool, e.what(), usage);
         return 2;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "%s: out of memory (an allocation failed; smaller inputs or --batch may fit)\n", tool);
+        return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: %s\n", tool, e.what());
         return 1;

@@ -35,12 +35,18 @@ inline constexpr const char* training_options_help =
     "  --logging-steps N                   a metrics.jsonl record every N steps, default 10\n"
     "  --save-strategy no|epoch|steps      checkpoint-<step>/ folders, default epoch\n"
     "  --save-steps N                      with --save-strategy steps\n"
-    "  --resume                            continue from the latest OUT/checkpoint-<step>\n"
+    "  --resume                            continue from the latest OUT/checkpoint-<step> (its step must not\n"
+    "                                      be past --max-steps / the epochs' steps)\n"
+    "  --skip-nonfinite-steps              skip (no update) a step whose loss or gradient is NaN/inf and count\n"
+    "                                      it in metrics.jsonl's \"skipped_steps\"; default: stop naming the step\n"
+    "  --allow-nonfinite-checkpoint        resume from a checkpoint holding NaN/inf (refused by default)\n"
     "  --seed S                            data order, augmentation, initialisation, negatives; default 42\n";
 
 /// Takes `flag` (dashed) when it is a training option; false otherwise.
 template <class Value>
 bool take_training_option(TrainingArguments& t, const std::string& flag, Value&& value) {
+    // The ranges: counts of steps up to 2^40 (beyond any run), batch sizes and accumulation up to
+    // 2^20, rates and norms finite (NaN and infinities are refused by real()).
     const auto positive = [](double x) { return x > 0; };
     const auto non_negative = [](double x) { return x >= 0; };
     constexpr long long big = 1LL << 40;
@@ -58,13 +64,15 @@ bool take_training_option(TrainingArguments& t, const std::string& flag, Value&&
     else if (flag == "--logging-steps") t.logging_steps = long(integer(flag, value(), 1, big));
     else if (flag == "--save-steps") t.save_steps = long(integer(flag, value(), 1, big));
     else if (flag == "--resume") t.resume = true;
+    else if (flag == "--skip-nonfinite-steps") t.skip_nonfinite_steps = true;
+    else if (flag == "--allow-nonfinite-checkpoint") t.allow_nonfinite_checkpoint = true;
     else if (flag == "--seed") t.seed = std::uint64_t(integer(flag, value(), 0, 1LL << 62));
     else if (flag == "--save-strategy") {
         const std::string v = value();
         if (v == "no") t.save_strategy = SaveStrategy::no;
         else if (v == "epoch") t.save_strategy = SaveStrategy::epoch;
         else if (v == "steps") t.save_strategy = SaveStrategy::steps;
-        else throw OptionError("--save-strategy expects no, epoch or steps, found \"" + v + "\"");
+        else throw OptionError("--save-strategy: expected no, epoch or steps, found " + quoted(v));
     } else return false;
     return true;
 }

@@ -2,7 +2,8 @@
 # (tests/fixtures/blip2_train: 8 training and 4 test Fashion-MNIST images, a random tiny BLIP-2 and
 # OPT): stage 1 → stage 2 → caption fine-tuning → eval-caption → eval-vqa → predict, with every
 # option of the commands given once. Checks: each stage's loss falls; a run stopped after its
-# first epoch and resumed writes the same model.safetensors bytes as the uninterrupted run;
+# first epoch and resumed writes the same model.safetensors bytes as the uninterrupted run, and
+# resumed with fewer steps than its checkpoint is refused;
 # PaddleMIX's underscore option names are taken; the output folders hold what transformers'
 # from_pretrained reads; a failed run leaves the folder it was pointed at as it was; bad usage
 # exits 2 and bad input 1 with one line naming the file, entry or option.
@@ -52,9 +53,9 @@ expect(2 "generation options apply to eval-caption and eval-vqa" ${s1} --output-
 expect(2 "eval-vqa needs --questions Q.json" eval-vqa --results ${DIR}/r.json --annotations ${D}/vqa_annotations.json)
 # Bad input: exit 1, one line.
 expect(1 "--precision: these commands train in fp32 only so far, found \"bf16\"" ${s1} --output-dir ${DIR}/x --precision bf16)
-expect(1 "--save-strategy expects no, epoch or steps, found \"hourly\"" ${s1} --output-dir ${DIR}/x --save-strategy hourly)
+expect(1 "--save-strategy: expected no, epoch or steps, found 'hourly'" ${s1} --output-dir ${DIR}/x --save-strategy hourly)
 expect(1 "--save-strategy steps needs --save-steps N >= 1" ${s1} --output-dir ${DIR}/x --save-strategy steps)
-expect(1 "--learning-rate expects a positive number, found \"-1\"" ${s1} --output-dir ${DIR}/x --learning-rate -1)
+expect(1 "--learning-rate: expected a positive number, found '-1'" ${s1} --output-dir ${DIR}/x --learning-rate -1)
 expect(1 "missing.json" pretrain-stage1 --model ${T}/stage1_init --data ${DIR}/missing.json --image-root ${D} --output-dir ${DIR}/x)
 file(WRITE ${DIR}/bad_entry.json "[{\"caption\": \"a cat\", \"image\": \"images/item_00.png\"}, {\"image\": \"images/item_01.png\"}]")
 expect(1 "bad_entry.json.*1" pretrain-stage1 --model ${T}/stage1_init --data ${DIR}/bad_entry.json --image-root ${D} --output-dir ${DIR}/x)
@@ -102,6 +103,13 @@ expect(0 ".*" ${s1} --output-dir ${DIR}/stage1_resumed ${train_opts} --resume)
 file(SHA256 ${DIR}/stage1_resumed/model.safetensors resumed)
 if(NOT resumed STREQUAL before)
   message(FATAL_ERROR "stage 1 stopped and resumed differs from the uninterrupted run")
+endif()
+# The finished 16-step run resumed with --max-steps 4 would rewind it: refused, nothing rewritten.
+expect(1 "checkpoint-16/training_state.safetensors: the checkpoint is at step 16, past the 4 steps these arguments give; resuming would rewind it"
+       ${s1} --output-dir ${DIR}/stage1_resumed ${train_opts} --resume --max-steps 4 --skip-nonfinite-steps)
+file(SHA256 ${DIR}/stage1_resumed/model.safetensors after)
+if(NOT after STREQUAL resumed)
+  message(FATAL_ERROR "a refused resume changed the model")
 endif()
 
 # Stage 2 through the frozen OPT, with save strategy steps.

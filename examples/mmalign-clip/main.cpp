@@ -29,26 +29,31 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../common/cli_options.hpp"
+
 using namespace mmalign;
 using Be = CpuBackend<float>;
 
 namespace {
 
-struct UsageError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+using cli::UsageError;  // bad usage: exit 2 with the usage text (cli::run_main)
 
 const char* const kUsage =
     "usage:\n"
     "  mmalign-clip embed    --model DIR [--image PATH]... [--text STRING]... [--json] [--threads T]\n"
     "  mmalign-clip classify --model DIR --image PATH --labels \"a,b,c\" [--template \"a photo of a {}.\"] [--threads T]\n"
     "  mmalign-clip bench    --model DIR --batch B --iters N [--threads T]\n"
+    "numbers: --threads T in [1, 4096]; --batch B in [1, 65536] and within memory; --iters N in [1, 1048576]\n"
     "files read from DIR:\n"
     "  every command   config.json, model.safetensors (or model.safetensors.index.json + shards)\n"
     "  embed --image   + preprocessor_config.json\n"
     "  embed --text    + vocab.json, merges.txt\n"
     "  classify        + preprocessor_config.json, vocab.json, merges.txt\n"
     "  bench           nothing more (random inputs)\n";
+
+// The numeric options' ranges (values outside them are refused naming the option and the range):
+// threads as the BLIP tools take them, a bench batch also bounded by a memory estimate (bench()).
+constexpr long long kMaxThreads = 4096, kMaxBatch = 1 << 16, kMaxIters = 1 << 20;
 
 struct Args {
     std::string command, model, labels, tmpl = "a photo of a {}.";
@@ -57,18 +62,6 @@ struct Args {
     int threads = 0;
     long batch = 1, iters = 10;
 };
-
-long positive(const std::string& flag, const std::string& v) {
-    std::size_t used = 0;
-    long x = 0;
-    try {
-        x = std::stol(v, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != v.size() || x <= 0) throw UsageError(flag + " expects a positive integer, found \"" + v + "\"");
-    return x;
-}
 
 Args parse(int argc, char** argv) {
     if (argc < 2) throw UsageError("missing command");
@@ -92,9 +85,9 @@ Args parse(int argc, char** argv) {
         else if (f == "--labels") a.labels = value();
         else if (f == "--template") a.tmpl = value();
         else if (f == "--json") a.json = true;
-        else if (f == "--threads") a.threads = int(positive(f, value()));
-        else if (f == "--batch") a.batch = positive(f, value());
-        else if (f == "--iters") a.iters = positive(f, value());
+        else if (f == "--threads") a.threads = int(cli::integer(f, value(), 1, kMaxThreads));
+        else if (f == "--batch") a.batch = long(cli::integer(f, value(), 1, kMaxBatch));
+        else if (f == "--iters") a.iters = long(cli::integer(f, value(), 1, kMaxIters));
         else throw UsageError("unknown option \"" + f + "\"");
     }
     if (a.model.empty()) throw UsageError("--model DIR is required");
@@ -223,6 +216,16 @@ int bench(const Args& a) {
     Pipeline p(a.model, a.threads);
     const auto& c = p.model.config;
     const index_t B = a.batch, T = c.text.max_positions;
+    // What the batch costs before any of it is allocated (a lower bound): the pixels and token
+    // rows, and the larger tower's working set in one layer — its activations [B, N, 4D + M] and
+    // attention scores [B, H, N, N] in float.
+    const auto& v = c.vision;
+    const auto& t = c.text;
+    const double f32 = 4, n_v = double(v.tokens()), n_t = double(T);
+    const double inputs = double(B) * (double(v.channels * v.image_size * v.image_size) + 2.0 * n_t) * f32;
+    const double vision = double(B) * (n_v * double(4 * v.hidden + v.mlp_hidden) + double(v.heads) * n_v * n_v) * f32;
+    const double text = double(B) * (n_t * double(4 * t.hidden + t.mlp_hidden) + double(t.heads) * n_t * n_t) * f32;
+    cli::check_memory("--batch", a.batch, inputs + std::max(vision, text), "the bench's inputs and one layer's activations");
     std::mt19937 rng(0);
     std::normal_distribution<float> normal;
     Tensor<float> px(Shape{B, c.vision.channels, c.vision.image_size, c.vision.image_size});
@@ -250,16 +253,10 @@ int bench(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
+    return cli::run_main("mmalign-clip", kUsage, [&] {
         const Args a = parse(argc, argv);
         if (a.command == "embed") return embed(a);
         if (a.command == "classify") return classify(a);
         return bench(a);
-    } catch (const UsageError& e) {
-        std::fprintf(stderr, "mmalign-clip: %s\n%s", e.what(), kUsage);
-        return 2;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "mmalign-clip: %s\n", e.what());
-        return 1;
-    }
+    });
 }

@@ -3,8 +3,9 @@
 // against its formula, one run per output directory, stale temporaries of dead writers removed and
 // live ones kept, a run stopped and resumed equal to the uninterrupted run bit for bit (weights and
 // metrics), metrics past the resumed checkpoint dropped, a finished run resumed with fewer steps
-// refused, a non-finite loss stopping the run with the step and the parameter named, and the
-// checkpoint-<step> folders written per save strategy.
+// refused, a non-finite loss stopping the run with the step and the parameter named (or skipped
+// and counted when asked), a checkpoint holding NaN refused on resume unless allowed, a record
+// torn by a kill dropped, and the checkpoint-<step> folders written per save strategy.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -74,6 +75,19 @@ struct RegressionTask {
     }
 };
 
+/// The regression whose gradient turns NaN on the calls listed (1-based; one call per step here).
+struct PoisonedGradientTask : RegressionTask {
+    std::vector<int> poisoned_calls;
+    int calls = 0;
+    Result loss_and_backward(Be& be, const Batch& b, float seed) {
+        const Result r = RegressionTask::loss_and_backward(be, b, seed);
+        ++calls;
+        if (std::find(poisoned_calls.begin(), poisoned_calls.end(), calls) != poisoned_calls.end())
+            model.weight.grad.data()[2] = std::numeric_limits<float>::quiet_NaN();
+        return r;
+    }
+};
+
 /// Micro-batch i: 3 rows from a generator seeded by i (the data of a step is a function of i).
 struct Held {
     RegressionTask::Batch batch;
@@ -122,6 +136,18 @@ std::vector<float> train(TrainingArguments t, long micro_per_epoch, bool poison 
     Regression m;
     RegressionTask task{m, poison};
     Trainer<Be> trainer(t, micro_per_epoch);
+    auto save = [&](const std::string& dir) { io::save_parameters(be, m, dir + "/model.safetensors"); };
+    auto describe = [](const RegressionTask::Result&) { return nlohmann::json::object(); };
+    trainer.run(be, task, data, save, describe, "test");
+    return {m.weight.value.data(), m.weight.value.data() + 4};
+}
+
+/// Trains with the gradient poisoned on `calls`; returns the weights (the trainer's error propagates).
+std::vector<float> train_poisoned(TrainingArguments t, std::vector<int> calls) {
+    Be be;
+    Regression m;
+    PoisonedGradientTask task{{m}, std::move(calls)};
+    Trainer<Be> trainer(t, 4);
     auto save = [&](const std::string& dir) { io::save_parameters(be, m, dir + "/model.safetensors"); };
     auto describe = [](const RegressionTask::Result&) { return nlohmann::json::object(); };
     trainer.run(be, task, data, save, describe, "test");
@@ -273,4 +299,100 @@ TEST_CASE("Trainer: gradient accumulation asks for k micro-batches per step and 
     CHECK(trainer.total_steps() == 6);
     t.gradient_accumulation_steps = 8;
     CHECK_THROWS_WITH_AS(Trainer<Be>(t, 5), doctest::Contains("fewer than one step"), ArgumentError);
+}
+
+TEST_CASE("Trainer: a non-finite gradient stops the run before its update, naming the step, the parameter and element") {
+    const std::string dir = fresh_dir("nan_grad");
+    std::string message;
+    try {
+        train_poisoned(args_for(dir), {3});
+    } catch (const Error& e) {
+        message = e.what();
+    }
+    CHECK(message.find("step 3: the loss is ") != std::string::npos);
+    CHECK(message.find("the gradient norm nan; first non-finite gradient: 'weight'[2] = nan") != std::string::npos);
+    CHECK(message.find("--skip-nonfinite-steps") != std::string::npos);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("Trainer: with skip_nonfinite_steps a non-finite step changes nothing and is counted in the metrics") {
+    // Steps 2 and 3 poisoned and skipped, against a run of the same data without them: the
+    // skipped steps' updates are missing, so the weights differ, and both stay finite.
+    const std::string skipping = fresh_dir("skip"), clean = fresh_dir("skip_clean");
+    TrainingArguments t = args_for(skipping);
+    t.skip_nonfinite_steps = true;
+    const std::vector<float> w = train_poisoned(t, {2, 3});
+    const std::vector<float> w_clean = train(args_for(clean), 4);
+    for (float x : w) CHECK(std::isfinite(x));
+    CHECK(std::memcmp(w.data(), w_clean.data(), sizeof(float) * 4) != 0);
+    const auto r = records(skipping);
+    REQUIRE(r.size() == 12);
+    CHECK(r[0]["skipped_steps"] == 0);
+    CHECK(r[1]["skipped_steps"] == 1);
+    CHECK(r[2]["skipped_steps"] == 2);
+    CHECK(r[11]["skipped_steps"] == 2);
+    CHECK(records(clean)[11]["skipped_steps"] == 0);
+    // The count lives in the checkpoints, so a resumed run continues it.
+    const auto meta = io::SafetensorsFile::open(skipping + "/checkpoint-12/" + Trainer<Be>::state_file).metadata();
+    CHECK(meta.at("skipped_steps") == "2");
+    fs::remove_all(skipping);
+    fs::remove_all(clean);
+}
+
+TEST_CASE("Trainer: a checkpoint holding NaN is refused on resume unless allowed") {
+    const std::string dir = fresh_dir("nan_ckpt");
+    TrainingArguments first = args_for(dir);
+    first.max_steps = 4;
+    train(first, 4);
+    // Overwrite one weight of checkpoint-4's state with NaN, in place (F32 little-endian bytes).
+    const std::string state = dir + "/checkpoint-4/" + Trainer<Be>::state_file;
+    std::uint64_t offset = 0;
+    {
+        const auto f = io::SafetensorsFile::open(state);
+        std::ifstream raw(state, std::ios::binary);
+        std::uint64_t header = 0;
+        raw.read(reinterpret_cast<char*>(&header), 8);
+        offset = 8 + header + f.info("model.weight").begin + 4;  // element [0, 1]
+    }
+    {
+        std::fstream raw(state, std::ios::binary | std::ios::in | std::ios::out);
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        raw.seekp(std::streamoff(offset));
+        raw.write(reinterpret_cast<const char*>(&nan), 4);
+    }
+    TrainingArguments rest = args_for(dir);
+    rest.resume = true;
+    std::string message;
+    try {
+        train(rest, 4);
+    } catch (const IoError& e) {
+        message = e.what();
+    }
+    CHECK(message.find("checkpoint '" + state + "': tensor 'model.weight'[1] = nan: the checkpoint holds a non-finite value") !=
+          std::string::npos);
+    // Allowed, it loads, and the NaN weight then stops the first step, naming it.
+    rest.allow_nonfinite_checkpoint = true;
+    message.clear();
+    try {
+        train(rest, 4);
+    } catch (const Error& e) {
+        message = e.what();
+    }
+    CHECK(message.find("step 5: the loss is nan") != std::string::npos);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("Trainer: a metrics line torn by a kill mid-write is dropped on resume, not glued to the next record") {
+    const std::string dir = fresh_dir("torn");
+    TrainingArguments first = args_for(dir);
+    first.max_steps = 4;
+    train(first, 4);
+    std::ofstream(dir + "/metrics.jsonl", std::ios::app) << R"({"step": 5, "lo)";  // no newline: torn
+    TrainingArguments rest = args_for(dir);
+    rest.resume = true;
+    train(rest, 4);
+    const auto r = records(dir);  // parses every line
+    REQUIRE(r.size() == 12);
+    for (std::size_t i = 0; i < r.size(); ++i) CHECK(r[i]["step"] == long(i + 1));
+    fs::remove_all(dir);
 }

@@ -14,6 +14,8 @@
 // stored have none of their entries and load as checkpoints of float storage; the format name
 // stayed "mmalign-train-1" because the new entries are additions that older readers skip.
 //
+// A checkpoint holding NaN or an infinity is refused on load unless CheckpointOptions::allow_nonfinite.
+//
 // Resuming restores all of it, so a run that stops and resumes continues the same curve as one
 // that never stopped, bit for bit, 16-bit runs included (the caller's data order must be a
 // function of the step, as in the Fashion-MNIST example). Under mixed precision the parameter and
@@ -47,6 +49,7 @@
 #include "mmalign/io/safetensors.hpp"
 #include "mmalign/train/adamw.hpp"
 #include "mmalign/train/loss_scaler.hpp"
+#include "mmalign/train/nonfinite.hpp"
 
 namespace mmalign {
 
@@ -57,6 +60,10 @@ struct CheckpointOptions {
     LossScaler<B>* scaler = nullptr;  // its scale, growth tracker and skipped steps
     // Save only: extra __metadata__ entries (read them with io::SafetensorsFile::open(path).metadata()).
     std::map<std::string, std::string> metadata = {};
+    // Load only: a checkpoint holding NaN or an infinity (weights, moments or masters) is refused
+    // (IoError naming the tensor and element) unless this is set; resuming from one would train
+    // NaN from the first step and save it again.
+    bool allow_nonfinite = false;
 };
 
 namespace detail {
@@ -231,6 +238,11 @@ std::int64_t load_checkpoint(B& be, const std::string& path, M& model, AdamW<B>&
             meta.fail("tensor '" + key + "': " + why);
     };
     io::detail::check_load(model, f, "model.", {});
+    if (!options.allow_nonfinite)
+        if (const auto bad = first_nonfinite_tensor(f))
+            meta.fail("tensor " + bad->str() + ": the checkpoint holds a non-finite value, and training from it "
+                      "would give NaN from its first step (allow it with --allow-nonfinite-checkpoint, "
+                      "CheckpointOptions::allow_nonfinite)");
     model.visit([&](const std::string& name, auto& p) {
         const std::string key = "optim." + name;
         const bool m = f.contains(key + ".exp_avg"), v = f.contains(key + ".exp_avg_sq"), w = f.contains(key + ".master");
@@ -304,12 +316,12 @@ void save_checkpoint(const std::string& path, M& model, AdamW<B>& opt, std::int6
 
 template <Backend B, class M>
     requires std::default_initializable<B>
-std::int64_t load_checkpoint(const std::string& path, M& model, AdamW<B>& opt) {
+std::int64_t load_checkpoint(const std::string& path, M& model, AdamW<B>& opt, const CheckpointOptions<B>& options = {}) {
     static_assert(io::detail::is_host_tensor<typename B::Tensor>::value,
                   "load_checkpoint(path, ...) fills host parameters; pass the backend "
                   "(load_checkpoint(be, path, ...)) to load device storage.");
     B be;
-    return load_checkpoint(be, path, model, opt);
+    return load_checkpoint(be, path, model, opt, options);
 }
 
 }  // namespace mmalign

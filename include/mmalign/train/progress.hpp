@@ -2,7 +2,8 @@
 //
 // Progress draws a one-line bar with step rate and ETA when stderr is a terminal, and prints a
 // plain line at most every `interval` seconds otherwise (CI logs, files), so logs stay readable.
-// MetricsLog appends one JSON object per line and flushes it, so a crashed run keeps its history.
+// MetricsLog appends one JSON object per line and flushes it, so a crashed run keeps its history;
+// drop_metrics_records takes out what a killed run logged past the checkpoint a new run resumes from.
 // With `tensorboard_dir` set it also writes every numeric field of each record except "step" as a
 // TensorBoard scalar at the record's "step" (train/tensorboard.hpp), so `tensorboard --logdir`
 // shows the same numbers as the JSONL.
@@ -21,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mmalign/core/error.hpp"
+#include "mmalign/io/atomic_file.hpp"
 #include "mmalign/train/tensorboard.hpp"
 
 namespace mmalign {
@@ -132,5 +134,36 @@ private:
     bool started_ = false;
     std::optional<TensorBoardWriter> tensorboard_;
 };
+
+/// Rewrites the metrics file `path` without the records `drop(record)` selects, nor lines that are
+/// not a JSON object (a record torn by a kill mid-write), atomically (io/atomic_file.hpp); an
+/// absent file is left absent. A resumed run calls it with "logged after the checkpoint I resume
+/// from", so the records of the steps it repeats appear once. Returns how many lines went.
+template <class Drop>
+std::size_t drop_metrics_records(const std::string& path, Drop&& drop) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return 0;
+    std::string kept, line;
+    std::size_t dropped = 0;
+    while (std::getline(in, line)) {
+        const nlohmann::json rec = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (!rec.is_object() || drop(rec)) {
+            ++dropped;
+            continue;
+        }
+        kept += line + "\n";
+    }
+    if (in.bad()) throw IoError(path + ": reading the metrics file failed");
+    if (dropped == 0) return 0;
+    const std::string_view parts[] = {kept};
+    io::write_file_atomic(path, parts, "metrics");
+    return dropped;
+}
+
+/// The integer "step" of a metrics record, or -1 without one.
+inline std::int64_t record_step(const nlohmann::json& rec) {
+    const auto it = rec.find("step");
+    return it != rec.end() && it->is_number_integer() ? it->get<std::int64_t>() : -1;
+}
 
 }  // namespace mmalign

@@ -14,6 +14,7 @@
 //   → norm = ‖g‖/S → when norm > max_grad_norm: g ← g·max/(norm + 1e-6) (train/gradients.hpp)
 //   → LossScaler::step (any non-finite gradient: no update, S backed off; else AdamW with g/S)
 //   → after_update
+// Without a scaler, TrainStepConfig::skip_nonfinite makes a non-finite loss or norm skip the update.
 // The gradients stay scaled until AdamW's one multiply by 1/S, so 16-bit gradients never hold
 // unscaled values that could underflow. With S a power of two the norm and the clipped values
 // are the unscaled run's exactly (powers of two scale without rounding), so a scaled step equals
@@ -50,6 +51,11 @@ concept Trainable = Backend<B> && requires(Task& task, B& be, const typename Tas
 
 struct TrainStepConfig {
     double max_grad_norm = 0;  // > 0: clip the global gradient norm to this (torch clip_grad_norm_)
+    // Without an enabled LossScaler: a step whose loss or gradient norm is not finite makes no
+    // update (StepRecord::skipped and ::nonfinite), so the weights and AdamW's moments stay finite
+    // and the caller decides (stop naming the step, or skip and count it: train/trainer.hpp).
+    // false applies such a step, as torch does without a scaler.
+    bool skip_nonfinite = false;
 };
 
 /// What one step did. `Result` is the task's report (the objective's loss and metrics).
@@ -62,7 +68,8 @@ struct StepRecord {
     double loss_scale = 1;    // the loss scale S (each of k micro-batches' backward is seeded with S/k)
     int micro_batches = 0;
     bool clipped = false;     // the gradient was scaled down to max_grad_norm
-    bool skipped = false;     // a gradient overflowed: no update, the loss scale backed off
+    bool skipped = false;     // no update: a gradient overflowed (the loss scale backed off), or skip_nonfinite
+    bool nonfinite = false;   // the loss or the gradient norm is NaN or infinite
 };
 
 template <Backend B>
@@ -108,6 +115,11 @@ public:
         r.loss = loss_sum / double(micro_batches.size());
 
         r.grad_norm = global_grad_norm(be, model) / r.loss_scale;
+        r.nonfinite = !std::isfinite(r.loss) || !std::isfinite(r.grad_norm);
+        if (r.nonfinite && config_.skip_nonfinite && !(scaler_ && scaler_->config().enabled)) {
+            r.skipped = true;  // nothing applied: the weights, moments and step count stay as they were
+            return r;
+        }
         // The norm is summed from the scaled gradients, so it can overflow while every element is
         // finite (‖S·g‖ > float's range). Under a scaler that is an overflow like any other: skip
         // and back off. Clipping by an infinite norm would zero every gradient and take the step.

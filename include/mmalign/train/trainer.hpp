@@ -15,9 +15,14 @@
 // bit for bit. Metrics records past the resumed step (written after the checkpoint by the run that
 // stopped) are dropped, so the file never holds a step twice.
 // A non-finite loss or gradient norm stops the run with the step and the first parameter whose
-// gradient is not finite named; checkpoints already written stay as they are.
+// gradient (else value) is not finite named, before that step changes anything; checkpoints
+// already written stay as they are. With skip_nonfinite_steps such a step is skipped instead (no
+// update) and counted: every record carries "skipped_steps", the count so far, and checkpoints
+// keep it. A checkpoint holding a non-finite value is refused on resume unless
+// allow_nonfinite_checkpoint (train/nonfinite.hpp); so is one past the step the arguments end at.
 #pragma once
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -31,6 +36,7 @@
 
 #include "mmalign/io/atomic_file.hpp"
 #include "mmalign/train/checkpoint.hpp"
+#include "mmalign/train/nonfinite.hpp"
 #include "mmalign/train/progress.hpp"
 #include "mmalign/train/run_directory.hpp"
 #include "mmalign/train/schedule.hpp"
@@ -42,8 +48,9 @@ namespace mmalign {
 /// What a finished (or resumed-and-finished) run did.
 struct TrainSummary {
     long start_step = 0, steps = 0;   // the step it started from and the last step
-    double last_loss = 0;
+    double last_loss = 0;             // the last finite loss
     double seconds = 0;
+    std::int64_t skipped_steps = 0;   // steps skipped for a non-finite loss or gradient (whole run)
 };
 
 template <Backend B>
@@ -83,19 +90,25 @@ public:
         dir.remove_stale_temporaries();
         auto& model = task.module();
         AdamW<B> opt({.lr = args_.learning_rate, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = args_.weight_decay});
-        TrainStep<B> step(opt, {.max_grad_norm = args_.max_grad_norm});
+        TrainStep<B> step(opt, {.max_grad_norm = args_.max_grad_norm, .skip_nonfinite = true});
 
         TrainSummary summary;
+        std::int64_t skipped = 0;
         const std::string metrics_path = dir.path() + "/metrics.jsonl";
         if (args_.resume) {
             const auto latest = dir.latest_checkpoint(state_file);
             if (!latest) throw IoError(dir.path() + ": --resume, but no checkpoint-<step>/" + state_file + " to resume from");
             const std::string path = dir.checkpoint(*latest) + "/" + state_file;
-            summary.start_step = long(load_checkpoint(be, path, model, opt));
+            summary.start_step = long(load_checkpoint(be, path, model, opt,
+                                                      {.allow_nonfinite = args_.allow_nonfinite_checkpoint}));
             if (summary.start_step > total_)
                 throw ArgumentError(path + ": the checkpoint is at step " + std::to_string(summary.start_step) +
-                                    ", past the " + std::to_string(total_) + " steps these arguments give");
-            drop_records_after(metrics_path, summary.start_step);
+                                    ", past the " + std::to_string(total_) +
+                                    " steps these arguments give; resuming would rewind it (give --max-steps >= " +
+                                    std::to_string(summary.start_step) + " or more --num-train-epochs)");
+            skipped = skipped_steps_of(path);
+            const long resumed = summary.start_step;
+            drop_metrics_records(metrics_path, [&](const nlohmann::json& rec) { return record_step(rec) > resumed; });
         }
         MetricsLog metrics(metrics_path, /*append=*/args_.resume);
         Progress progress(total_, label);
@@ -113,15 +126,15 @@ public:
                 batches.push_back(held.back().batch);
             }
             const auto r = step(be, task, std::span<const typename Task::Batch>(batches), lr);
-            if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
-                throw Error("step " + std::to_string(s + 1) + ": the loss is " + std::to_string(r.loss) +
-                                   " and the gradient norm " + std::to_string(r.grad_norm) + non_finite_gradient(be, model) +
-                                   "; the run stops here (checkpoints already written are kept)");
-            summary.last_loss = r.loss;
+            if (r.nonfinite && !args_.skip_nonfinite_steps)
+                throw Error(nonfinite_step_message(be, model, s + 1, r.loss, r.grad_norm));
+            skipped += r.nonfinite ? 1 : 0;
+            if (!r.nonfinite) summary.last_loss = r.loss;
             const long done = s + 1;
             if (done % args_.logging_steps == 0 || done == total_) {
                 nlohmann::json rec = {{"step", done}, {"epoch", double(done) / double(steps_per_epoch_)},
-                                      {"loss", r.loss}, {"lr", lr}, {"grad_norm", r.grad_norm}};
+                                      {"loss", r.loss}, {"lr", lr}, {"grad_norm", r.grad_norm},
+                                      {"skipped_steps", skipped}};
                 const nlohmann::json extra = describe(r.result);
                 for (const auto& [key, value] : extra.items()) rec[key] = value;
                 metrics.write(rec);
@@ -136,9 +149,11 @@ public:
                 std::filesystem::create_directories(ck);
                 save_model(ck);
                 save_checkpoint(be, ck + "/" + state_file, model, opt, done,
-                                {.metadata = {{"epoch", std::to_string(done / steps_per_epoch_)}}});
+                                {.metadata = {{"epoch", std::to_string(done / steps_per_epoch_)},
+                                              {"skipped_steps", std::to_string(skipped)}}});
             }
         }
+        summary.skipped_steps = skipped;
         save_model(dir.path());
         summary.steps = total_;
         summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -146,43 +161,17 @@ public:
     }
 
 private:
-    /// ", first non-finite gradient: <name>" or empty.
-    template <class M>
-    static std::string non_finite_gradient(B& be, M& model) {
-        using C = typename B::Compute;
-        std::string found;
-        model.visit([&](const std::string& name, auto& p) {
-            if (!found.empty() || !p.has_grad()) return;
-            Tensor<C> host(p.grad.shape());  // the gradient's shape
-            be.to_host(p.grad.cview(), host.view());
-            for (C v : host)
-                if (!std::isfinite(double(v))) {
-                    found = ", first non-finite gradient: " + name;
-                    return;
-                }
-        });
-        return found;
-    }
-
-    /// Rewrites `path` without the records whose "step" is past `step` (atomically; absent: nothing).
-    static void drop_records_after(const std::string& path, long step) {
-        std::ifstream in(path);
-        if (!in) return;
-        std::string kept, line;
-        bool dropped = false;
-        while (std::getline(in, line)) {
-            const nlohmann::json rec = nlohmann::json::parse(line, nullptr, false);
-            const bool past = rec.is_object() && rec.contains("step") && rec["step"].is_number_integer() &&
-                              rec["step"].template get<long>() > step;
-            if (past) {
-                dropped = true;
-                continue;
-            }
-            kept += line + "\n";
-        }
-        if (!dropped) return;
-        const std::string_view parts[] = {kept};
-        io::write_file_atomic(path, parts, "metrics");
+    /// The skipped-step count a checkpoint kept (0 in one written before it was kept).
+    static std::int64_t skipped_steps_of(const std::string& path) {
+        const auto meta = io::SafetensorsFile::open(path).metadata();
+        const auto it = meta.find("skipped_steps");
+        if (it == meta.end()) return 0;
+        std::int64_t n = -1;
+        const auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
+        if (ec != std::errc() || end != it->second.data() + it->second.size() || n < 0)
+            throw IoError("checkpoint '" + path + "': metadata \"skipped_steps\" is \"" + io::detail::printable(it->second) +
+                          "\", expected a count >= 0");
+        return n;
     }
 
     TrainingArguments args_;

@@ -28,6 +28,11 @@ struct TrainingArguments {
     SaveStrategy save_strategy = SaveStrategy::epoch;
     long save_steps = 0;           // with SaveStrategy::steps
     bool resume = false;           // continue from the latest checkpoint-<step> in output_dir
+    // A step whose loss or gradient is NaN or infinite stops the run naming the step and the
+    // parameter; with this it is skipped instead (no update) and counted ("skipped_steps").
+    bool skip_nonfinite_steps = false;
+    // A checkpoint holding NaN or an infinity is refused on resume unless this is set.
+    bool allow_nonfinite_checkpoint = false;
     std::uint64_t seed = 42;
 
     /// What makes the arguments unusable, naming the option, or empty.
