@@ -31,6 +31,7 @@
 #include <string_view>
 
 #include "mmalign/core/error.hpp"
+#include "mmalign/io/input_file.hpp"
 
 namespace mmalign::io {
 
@@ -42,21 +43,7 @@ inline std::uint32_t crc32(const char* p, std::size_t n, std::uint32_t crc = 0) 
 }
 
 /// `name` with control characters escaped, so that a message stays one line.
-inline std::string shown_name(std::string_view name) {
-    std::string out;
-    for (const char c : name) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u == 0x7f) {
-            constexpr char hex[] = "0123456789abcdef";
-            out += "\\x";
-            out += hex[u >> 4];
-            out += hex[u & 15];
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
+inline std::string shown_name(std::string_view name) { return escape_control(name); }
 
 }  // namespace detail::gzip
 

@@ -33,25 +33,30 @@ namespace mmalign::io {
 /// lists them.
 inline constexpr std::uintmax_t max_json_config_bytes = std::uintmax_t(64) << 20;  // config.json & co.
 
-/// "<who>: '<path>': <reason>" as IoError. Control characters in the path are escaped so the
-/// message stays one line.
-[[noreturn]] inline void input_file_fail(std::string_view who, std::string_view path, std::string_view reason) {
-    std::string shown;
-    shown.reserve(path.size());
-    for (const char c : path) {
+/// `s` with control bytes escaped (\x0a), so that a hostile name or path can neither break a
+/// message over lines nor drive a terminal.
+inline std::string escape_control(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (const char c : s) {
         const auto u = static_cast<unsigned char>(c);
         if (u < 0x20 || u == 0x7f) {
             static constexpr char hex[] = "0123456789abcdef";
-            shown += "\\x";
-            shown += hex[u >> 4];
-            shown += hex[u & 15];
+            out += "\\x";
+            out += hex[u >> 4];
+            out += hex[u & 15];
         } else {
-            shown += c;
+            out += c;
         }
     }
+    return out;
+}
+
+/// "<who>: '<path>': <reason>" as IoError, the path's control characters escaped.
+[[noreturn]] inline void input_file_fail(std::string_view who, std::string_view path, std::string_view reason) {
     std::string msg;
     if (!who.empty()) msg.append(who).append(": ");
-    msg.append("'").append(shown).append("': ").append(reason);
+    msg.append("'").append(escape_control(path)).append("': ").append(reason);
     throw IoError(msg);
 }
 

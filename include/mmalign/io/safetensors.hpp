@@ -132,22 +132,8 @@ inline std::size_t utf8_error_offset(const unsigned char* s, std::size_t n) {
     return n;
 }
 
-/// `s` with control bytes escaped (\x0a), so that a hostile name or path cannot break a message
-/// over lines or drive a terminal.
-inline std::string escaped(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c < 0x20 || c == 0x7F) {
-            constexpr char hex[] = "0123456789abcdef";
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else out += ch;
-    }
-    return out;
-}
+/// `s` with control bytes escaped (io/input_file.hpp).
+inline std::string escaped(std::string_view s) { return escape_control(s); }
 
 /// `s` in single quotes for a message, control bytes escaped and long strings cut, so a hostile
 /// name cannot garble the text.
